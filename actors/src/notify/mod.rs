@@ -1,0 +1,5 @@
+//! The notify pipeline: AMQP consumer, Viber senders, notification log.
+
+mod config;
+
+pub use config::NotifySettings;

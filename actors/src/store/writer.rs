@@ -1,0 +1,257 @@
+//! [`BatchWriter`]: the batching DB-writer actor every pipeline logs through.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::{BatchRow, Store, WriterSettings};
+
+/// Why a batch was flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlushTrigger {
+    /// `batch_size` rows were waiting.
+    Full,
+    /// `flush_interval_ms` passed since the first waiting row.
+    Timeout,
+    /// An explicit [`Flush`] (shutdown, or a caller that cannot wait).
+    Shutdown,
+}
+
+impl FlushTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushTrigger::Full => "full",
+            FlushTrigger::Timeout => "timeout",
+            FlushTrigger::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Sent to the caller once its rows are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Rows in the committed batch (this caller's and others').
+    pub batch_rows: usize,
+    /// What made the batch flush.
+    pub trigger: FlushTrigger,
+}
+
+/// Why a commit signal will never come.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum WriteError {
+    #[error("the writer stopped before the rows were committed")]
+    Stopped,
+}
+
+/// Resolves once the rows it was handed out for are committed.
+#[derive(Debug)]
+pub struct CommitReceipt(oneshot::Receiver<Committed>);
+
+impl std::future::Future for CommitReceipt {
+    type Output = Result<Committed, WriteError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map_err(|_| WriteError::Stopped))
+    }
+}
+
+/// Rows to store. The reply comes as soon as the rows are buffered (a full
+/// mailbox makes `send().await` wait: that is the back-pressure); await the
+/// [`CommitReceipt`] to learn when they are committed.
+pub struct Insert<R>(pub Vec<R>);
+
+impl<R> std::fmt::Debug for Insert<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Insert({} rows)", self.0.len())
+    }
+}
+
+impl<R: BatchRow> Message for Insert<R> {
+    type Result = CommitReceipt;
+}
+
+/// Commit whatever is waiting now; the receipt resolves when it is durable
+/// (at once when nothing waits). Shutdown awaits this.
+#[derive(Debug)]
+pub struct Flush;
+
+impl Message for Flush {
+    type Result = CommitReceipt;
+}
+
+/// Asks for the writer's counters.
+#[derive(Debug)]
+pub struct GetStats;
+
+impl Message for GetStats {
+    type Result = WriterStats;
+}
+
+/// What a writer has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub rows_committed: u64,
+    pub rows_new: u64,
+    pub batches: u64,
+    pub full: u64,
+    pub timeout: u64,
+    pub shutdown: u64,
+    pub failed_attempts: u64,
+}
+
+/// Collects rows of type `R` and commits them in batches.
+///
+/// Receives [`Insert`] and [`Flush`]; owns the waiting rows and the
+/// callers' commit receipts. A batch is committed when `batch_size` rows
+/// wait or `flush_interval_ms` after the first of them, whichever comes
+/// first, as one transaction of multi-row `INSERT … ON CONFLICT DO NOTHING`.
+/// While a batch commits the actor takes no new message, so its mailbox
+/// (bounded by `mailbox`) fills and senders wait: rows are never dropped.
+/// A failed commit keeps the batch and is retried with capped exponential
+/// backoff; receipts resolve only after the commit succeeded.
+pub struct BatchWriter<R: BatchRow> {
+    store: Store,
+    settings: WriterSettings,
+    rows: Vec<R>,
+    receipts: Vec<oneshot::Sender<Committed>>,
+    /// Bumped on every flush so that a stale timer does nothing.
+    generation: u64,
+    stats: WriterStats,
+}
+
+impl<R: BatchRow> BatchWriter<R> {
+    pub fn new(store: Store, settings: WriterSettings) -> Self {
+        Self {
+            store,
+            rows: Vec::with_capacity(settings.batch_size),
+            settings,
+            receipts: Vec::new(),
+            generation: 0,
+            stats: WriterStats::default(),
+        }
+    }
+
+    fn receipt(&mut self) -> CommitReceipt {
+        let (tx, rx) = oneshot::channel();
+        self.receipts.push(tx);
+        CommitReceipt(rx)
+    }
+
+    /// Commits the waiting rows; the actor takes no other message until done.
+    fn flush(&mut self, ctx: &mut Context<Self>, trigger: FlushTrigger) {
+        self.generation += 1;
+        let rows = Arc::new(std::mem::replace(
+            &mut self.rows,
+            Vec::with_capacity(self.settings.batch_size),
+        ));
+        let receipts = std::mem::take(&mut self.receipts);
+        let store = self.store.clone();
+        let settings = self.settings.clone();
+        let batch_rows = rows.len();
+        let span = info_span!(
+            "flush",
+            actor = "BatchWriter",
+            table = R::TABLE,
+            rows = batch_rows,
+            trigger = trigger.as_str()
+        );
+        let commit = async move {
+            let started = Instant::now();
+            let mut delay = Duration::from_millis(settings.retry_initial_ms);
+            let mut failures = 0u64;
+            if rows.is_empty() {
+                return (0, failures, started.elapsed());
+            }
+            loop {
+                match store.insert_batch(rows.clone()).await {
+                    Ok(new) => return (new, failures, started.elapsed()),
+                    Err(error) => {
+                        failures += 1;
+                        metrics::counter!("tasklet_db_commit_failures_total", "table" => R::TABLE).increment(1);
+                        warn!(%error, attempt = failures, retry_in_ms = delay.as_millis() as u64, "commit failed, keeping the batch");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_millis(settings.retry_max_ms));
+                    }
+                }
+            }
+        }
+        .instrument(span);
+        ctx.wait(commit.into_actor(self).map(move |(new, failures, elapsed), act, _| {
+            act.stats.failed_attempts += failures;
+            if batch_rows > 0 {
+                act.stats.batches += 1;
+                act.stats.rows_committed += batch_rows as u64;
+                act.stats.rows_new += new as u64;
+                match trigger {
+                    FlushTrigger::Full => act.stats.full += 1,
+                    FlushTrigger::Timeout => act.stats.timeout += 1,
+                    FlushTrigger::Shutdown => act.stats.shutdown += 1,
+                }
+                metrics::counter!("tasklet_db_flush_total", "table" => R::TABLE, "trigger" => trigger.as_str()).increment(1);
+                metrics::counter!("tasklet_db_rows_total", "table" => R::TABLE).increment(batch_rows as u64);
+                metrics::histogram!("tasklet_db_batch_rows", "table" => R::TABLE).record(batch_rows as f64);
+                metrics::histogram!("tasklet_db_commit_seconds", "table" => R::TABLE).record(elapsed.as_secs_f64());
+                debug!(table = R::TABLE, rows = batch_rows, new, trigger = trigger.as_str(), elapsed_ms = elapsed.as_millis() as u64, "batch committed");
+            }
+            let committed = Committed { batch_rows, trigger };
+            for receipt in receipts {
+                let _ = receipt.send(committed);
+            }
+        }));
+    }
+}
+
+impl<R: BatchRow> Actor for BatchWriter<R> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.settings.mailbox);
+    }
+}
+
+impl<R: BatchRow> Handler<Insert<R>> for BatchWriter<R> {
+    type Result = MessageResult<Insert<R>>;
+
+    fn handle(&mut self, Insert(rows): Insert<R>, ctx: &mut Context<Self>) -> Self::Result {
+        let was_empty = self.rows.is_empty();
+        self.rows.extend(rows);
+        let receipt = self.receipt();
+        if self.rows.len() >= self.settings.batch_size {
+            self.flush(ctx, FlushTrigger::Full);
+        } else if was_empty && !self.rows.is_empty() {
+            let generation = self.generation;
+            ctx.run_later(self.settings.flush_interval(), move |act, ctx| {
+                if act.generation == generation && !act.rows.is_empty() {
+                    act.flush(ctx, FlushTrigger::Timeout);
+                }
+            });
+        }
+        MessageResult(receipt)
+    }
+}
+
+impl<R: BatchRow> Handler<Flush> for BatchWriter<R> {
+    type Result = MessageResult<Flush>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let receipt = self.receipt();
+        self.flush(ctx, FlushTrigger::Shutdown);
+        MessageResult(receipt)
+    }
+}
+
+impl<R: BatchRow> Handler<GetStats> for BatchWriter<R> {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats.clone())
+    }
+}

@@ -1,0 +1,19 @@
+//! `tasklet bench …`: load generators and benchmarks, one file per target.
+
+mod store;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Rows/s committed by the batching writer at several batch sizes.
+    Store(store::StoreBench),
+}
+
+pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Store(args) => store::run(args, config).await,
+    }
+}

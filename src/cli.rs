@@ -1,0 +1,40 @@
+//! The command line: `tasklet run | migrate | config check | bench …`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tasklet",
+    version,
+    about = "An actor-system daemon: watermark, beard, odds and notify pipelines"
+)]
+pub struct Cli {
+    /// The config file (default: ./config.toml if present, else built-in defaults).
+    #[arg(long, short, global = true, env = "TASKLET_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Load generators and micro-benchmarks.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (file + environment), secrets
+    /// redacted; exit non-zero naming the offending key if it is invalid.
+    Check,
+}

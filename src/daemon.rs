@@ -1,0 +1,116 @@
+//! The daemon's lifecycle: open the store, migrate, start the topology,
+//! serve HTTP; on SIGTERM/SIGINT stop intake, drain, flush, exit.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer};
+use anyhow::Context as _;
+use tasklet_actors::store::Store;
+use tracing::{error, info};
+
+use crate::config::{Config, Secrets};
+use crate::http::{self, AppState};
+use crate::topology::Topology;
+
+/// A started daemon.
+pub struct Daemon {
+    /// Where HTTP listens (the real port when the config said 0).
+    pub addr: SocketAddr,
+    pub store: Store,
+    server: ServerHandle,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    topology: Topology,
+    grace: Duration,
+}
+
+/// Opens the store named by the config and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database, &config.base_dir)
+        .await
+        .context("opening the database")?;
+    let applied = store.migrate().await.context("running migrations")?;
+    if !applied.is_empty() {
+        info!(backend = ?store.backend(), migrations = ?applied, "migrations applied");
+    }
+    Ok(store)
+}
+
+impl Daemon {
+    /// Starts everything; returns once HTTP is listening.
+    pub async fn start(config: Config, secrets: Secrets) -> anyhow::Result<Daemon> {
+        let store = open_store(&config).await?;
+        let topology = Topology::start(&config, &secrets, &store).await?;
+        let state = AppState {
+            store: store.clone(),
+            pipelines: topology.pipelines.clone(),
+        };
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
+            .workers(config.server.worker_threads())
+            .disable_signals()
+            .shutdown_timeout(grace.as_secs().max(1))
+            .bind(&config.server.addr)
+            .with_context(|| format!("binding {}", config.server.addr))?;
+        let addr = *server.addrs().first().context("no listening address")?;
+        let server = server.run();
+        let handle = server.handle();
+        let serving = tokio::spawn(server);
+        info!(%addr, pipelines = ?topology.pipelines, "listening");
+        Ok(Daemon {
+            addr,
+            store,
+            server: handle,
+            serving,
+            topology,
+            grace,
+        })
+    }
+
+    /// The orderly stop: refuse new connections and finish in-flight
+    /// requests, then stop each pipeline (intake, drain, flush). Fails if it
+    /// takes longer than `server.shutdown_grace_ms`.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let Daemon {
+            server,
+            serving,
+            topology,
+            grace,
+            ..
+        } = self;
+        let stop = async move {
+            server.stop(true).await;
+            let _ = serving.await;
+            topology.shutdown().await;
+        };
+        tokio::time::timeout(grace, stop).await.map_err(|_| {
+            anyhow::anyhow!(
+                "shutdown took longer than {} ms; unflushed work may be lost",
+                grace.as_millis()
+            )
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT, then stops in order.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let signal = wait_for_signal().await?;
+        info!(signal, "stopping: intake first, then drain, then flush");
+        let result = self.shutdown().await;
+        match &result {
+            Ok(()) => info!("stopped cleanly"),
+            Err(e) => error!(error = %e, "stop was not clean"),
+        }
+        result
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

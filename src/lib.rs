@@ -1,0 +1,24 @@
+//! tasklet: one long-running daemon, built on actix actors, that runs four
+//! pipelines side by side (watermark, beard, odds, notify).
+//!
+//! # Layout
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`cli`] | the command line (`run`, `migrate`, `config check`, `bench`) |
+//! | [`config`] | `config.toml` + `TASKLET__…` overrides, validated by key path |
+//! | [`telemetry`] | the one place logs are set up |
+//! | [`daemon`] | lifecycle: store, migrations, topology, HTTP, signals, orderly stop |
+//! | [`topology`] | starts actors sink-first, wires `Recipient`s, orders the stop |
+//! | [`http`] | the actix-web app, one file per resource |
+//! | [`bench`] | load generators and benchmarks |
+//!
+//! The actors themselves live in the `tasklet-actors` crate.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod telemetry;
+pub mod topology;

@@ -1,0 +1,40 @@
+//! `tasklet`: parse the command line, load the config, set up logs, run.
+
+use clap::Parser;
+use tasklet::cli::{Cli, Command, ConfigCommand};
+use tasklet::config::{Config, Secrets};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match actix_rt::System::new().block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tasklet: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let secrets = Secrets::from_env();
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", config.redacted_toml(&secrets));
+            Ok(())
+        }
+        Command::Migrate => {
+            let _logs = tasklet::telemetry::init(&config.log)?;
+            tasklet::daemon::open_store(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Run => {
+            let _logs = tasklet::telemetry::init(&config.log)?;
+            let daemon = tasklet::daemon::Daemon::start(config, secrets).await?;
+            println!("tasklet listening on http://{}", daemon.addr);
+            daemon.run_until_signal().await
+        }
+        Command::Bench(cmd) => tasklet::bench::run(cmd, &config).await,
+    }
+}

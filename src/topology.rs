@@ -1,0 +1,156 @@
+//! The one place that starts actors, sink-first, and wires their
+//! `Recipient`s; it also records the order in which they stop.
+//!
+//! Each pipeline adds a `start_<pipeline>` function here that starts its
+//! actors (writers before the stages feeding them), registers what the HTTP
+//! layer needs, and pushes its stop stages: intake first, then drain, then
+//! flush writers.
+
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use tasklet_actors::store::Store;
+use tracing::{info, warn};
+
+use crate::config::{Config, Secrets};
+
+/// One step of an orderly stop.
+struct Stage {
+    name: String,
+    stop: Box<dyn FnOnce() -> LocalBoxFuture<'static, ()>>,
+}
+
+/// The running actors of every enabled pipeline.
+pub struct Topology {
+    /// Names of the pipelines started, for `/readyz` and `/`.
+    pub pipelines: Vec<&'static str>,
+    /// Stop stages, run in order: intake, drain, flush.
+    stages: Vec<Stage>,
+}
+
+impl Topology {
+    /// Starts every enabled pipeline.
+    pub async fn start(
+        config: &Config,
+        _secrets: &Secrets,
+        _store: &Store,
+    ) -> anyhow::Result<Topology> {
+        let topology = Topology {
+            pipelines: Vec::new(),
+            stages: Vec::new(),
+        };
+        for (name, enabled) in [
+            ("watermark", config.watermark.enabled),
+            ("beard", config.beard.enabled),
+            ("odds", config.odds.enabled),
+            ("notify", config.notify.enabled),
+        ] {
+            if enabled {
+                anyhow::bail!("{name}.enabled = true, but this build has no {name} pipeline yet");
+            }
+        }
+        Ok(topology)
+    }
+
+    /// Adds a stop stage; stages run in the order they were added.
+    pub fn on_stop<F>(&mut self, name: impl Into<String>, stop: F)
+    where
+        F: FnOnce() -> LocalBoxFuture<'static, ()> + 'static,
+    {
+        self.stages.push(Stage {
+            name: name.into(),
+            stop: Box::new(stop),
+        });
+    }
+
+    /// Runs every stop stage in order; each is logged with its duration.
+    pub async fn shutdown(self) {
+        for stage in self.stages {
+            let started = std::time::Instant::now();
+            (stage.stop)().await;
+            info!(stage = %stage.name, elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+        }
+    }
+}
+
+/// Restarts `make` whenever the future it returns ends with an error, with
+/// capped exponential backoff; logs why. Used for actors that talk to the
+/// network. Stops when `make` returns `Ok`.
+pub async fn supervise<F, Fut>(name: &str, initial: Duration, max: Duration, mut make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut delay = initial;
+    let mut attempt = 0u32;
+    loop {
+        let started = std::time::Instant::now();
+        match make().await {
+            Ok(()) => return,
+            Err(error) => {
+                attempt += 1;
+                if started.elapsed() > max * 4 {
+                    // It ran fine for a good while: start the backoff over.
+                    delay = initial;
+                }
+                warn!(actor = name, attempt, restart_in_ms = delay.as_millis() as u64, error = %format!("{error:#}"), "stopped with an error, restarting");
+                metrics::counter!("tasklet_actor_restarts_total", "actor" => name.to_owned())
+                    .increment(1);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(max);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[actix_rt::test]
+    async fn stop_stages_run_in_order() {
+        let mut t = Topology {
+            pipelines: vec![],
+            stages: vec![],
+        };
+        let log = Rc::new(std::cell::RefCell::new(Vec::new()));
+        for name in ["intake", "drain", "flush"] {
+            let log = log.clone();
+            t.on_stop(name, move || {
+                Box::pin(async move {
+                    log.borrow_mut().push(name);
+                })
+            });
+        }
+        t.shutdown().await;
+        assert_eq!(*log.borrow(), vec!["intake", "drain", "flush"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn supervise_restarts_with_capped_backoff_until_ok() {
+        let runs = Rc::new(Cell::new(0));
+        let started = tokio::time::Instant::now();
+        let r = runs.clone();
+        supervise(
+            "test",
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+            move || {
+                let r = r.clone();
+                async move {
+                    r.set(r.get() + 1);
+                    if r.get() < 5 {
+                        anyhow::bail!("boom {}", r.get())
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .await;
+        assert_eq!(runs.get(), 5);
+        // 100 + 200 + 400 + 400 (capped)
+        assert_eq!(started.elapsed(), Duration::from_millis(1100));
+    }
+}
