@@ -21,4 +21,6 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 pub mod topology;
