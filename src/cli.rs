@@ -30,6 +30,9 @@ pub enum Command {
     /// Load generators and micro-benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Simulators of the outside parties, on loopback.
+    #[command(subcommand)]
+    Sim(crate::sim::SimCommand),
 }
 
 #[derive(Debug, Subcommand)]

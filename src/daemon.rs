@@ -45,6 +45,8 @@ impl Daemon {
         let state = AppState {
             store: store.clone(),
             pipelines: topology.pipelines.clone(),
+            handles: topology.handles.clone(),
+            secrets: secrets.clone(),
         };
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))

@@ -10,6 +10,8 @@
 //! | [`telemetry`] | the one place logs are set up |
 //! | [`daemon`] | lifecycle: store, migrations, topology, HTTP, signals, orderly stop |
 //! | [`topology`] | starts actors sink-first, wires `Recipient`s, orders the stop |
+//! | [`pipelines`] | one wiring file per pipeline, called by the topology |
+//! | [`sim`] | simulators of every outside party (`tasklet sim …`) |
 //! | [`http`] | the actix-web app, one file per resource |
 //! | [`bench`] | load generators and benchmarks |
 //!
@@ -20,6 +22,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod pipelines;
+pub mod sim;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;

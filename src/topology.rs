@@ -13,6 +13,7 @@ use tasklet_actors::store::Store;
 use tracing::{info, warn};
 
 use crate::config::{Config, Secrets};
+use crate::pipelines;
 
 /// One step of an orderly stop.
 struct Stage {
@@ -26,30 +27,52 @@ pub struct Topology {
     pub pipelines: Vec<&'static str>,
     /// Stop stages, run in order: intake, drain, flush.
     stages: Vec<Stage>,
+    /// What the HTTP layer needs of each started pipeline.
+    pub handles: Handles,
+}
+
+/// One handle per pipeline, `None` when it is not enabled.
+#[derive(Clone, Default)]
+pub struct Handles {
+    pub watermark: Option<pipelines::watermark::WatermarkHandle>,
+    pub beard: Option<pipelines::beard::BeardHandle>,
+    pub odds: Option<pipelines::odds::OddsHandle>,
+    pub notify: Option<pipelines::notify::NotifyHandle>,
 }
 
 impl Topology {
     /// Starts every enabled pipeline.
     pub async fn start(
         config: &Config,
-        _secrets: &Secrets,
-        _store: &Store,
+        secrets: &Secrets,
+        store: &Store,
     ) -> anyhow::Result<Topology> {
-        let topology = Topology {
+        let mut t = Topology {
             pipelines: Vec::new(),
             stages: Vec::new(),
+            handles: Handles::default(),
         };
-        for (name, enabled) in [
-            ("watermark", config.watermark.enabled),
-            ("beard", config.beard.enabled),
-            ("odds", config.odds.enabled),
-            ("notify", config.notify.enabled),
-        ] {
-            if enabled {
-                anyhow::bail!("{name}.enabled = true, but this build has no {name} pipeline yet");
-            }
+        // Sinks first: a pipeline's writers start inside its `start`
+        // before the stages that feed them.
+        if config.watermark.enabled {
+            t.handles.watermark =
+                Some(pipelines::watermark::start(config, secrets, store, &mut t).await?);
+            t.pipelines.push("watermark");
         }
-        Ok(topology)
+        if config.beard.enabled {
+            t.handles.beard = Some(pipelines::beard::start(config, secrets, store, &mut t).await?);
+            t.pipelines.push("beard");
+        }
+        if config.odds.enabled {
+            t.handles.odds = Some(pipelines::odds::start(config, secrets, store, &mut t).await?);
+            t.pipelines.push("odds");
+        }
+        if config.notify.enabled {
+            t.handles.notify =
+                Some(pipelines::notify::start(config, secrets, store, &mut t).await?);
+            t.pipelines.push("notify");
+        }
+        Ok(t)
     }
 
     /// Adds a stop stage; stages run in the order they were added.
@@ -114,6 +137,7 @@ mod tests {
         let mut t = Topology {
             pipelines: vec![],
             stages: vec![],
+            handles: Handles::default(),
         };
         let log = Rc::new(std::cell::RefCell::new(Vec::new()));
         for name in ["intake", "drain", "flush"] {

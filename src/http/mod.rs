@@ -1,13 +1,20 @@
 //! The actix-web app, shared by the daemon and the tests: one file per
 //! resource, all errors as [`ApiError`] JSON bodies.
 
+mod beard;
 mod errors;
 mod health;
+mod notify;
+mod odds;
+mod watermark;
 
 pub use errors::{from_actix, ApiError};
 
 use actix_web::web;
 use tasklet_actors::store::Store;
+
+use crate::config::Secrets;
+use crate::topology::Handles;
 
 /// What every handler can reach. Cheap to clone (one per HTTP worker).
 #[derive(Clone)]
@@ -15,6 +22,10 @@ pub struct AppState {
     pub store: Store,
     /// Names of the pipelines the topology started.
     pub pipelines: Vec<&'static str>,
+    /// Each started pipeline's handle (`None` when disabled).
+    pub handles: Handles,
+    /// Secrets from the environment (debug token, Viber token).
+    pub secrets: Secrets,
 }
 
 /// Registers every resource. Used by the daemon and by tests alike.
@@ -24,6 +35,10 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::QueryConfig::default().error_handler(|e, _| from_actix(e.into())))
             .app_data(web::JsonConfig::default().error_handler(|e, _| from_actix(e.into())))
             .configure(health::configure)
+            .configure(watermark::configure)
+            .configure(beard::configure)
+            .configure(odds::configure)
+            .configure(notify::configure)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such resource".into()))
             }));
