@@ -1,5 +1,6 @@
 //! The watermark pipeline: the compositor pool and its image paths.
 
+pub mod blend;
 mod config;
 
 pub use config::WatermarkSettings;
