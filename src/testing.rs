@@ -58,6 +58,37 @@ impl TempPgDb {
     }
 }
 
+impl TempPgDb {
+    /// The server's address, from the URL (`host:port`, port 5432 if absent).
+    pub async fn server_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let after_at = self
+            .url
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(&self.url);
+        let after_at = after_at.strip_prefix("postgres://").unwrap_or(after_at);
+        let host_port = after_at.split('/').next().unwrap_or_default();
+        let host_port = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:5432")
+        };
+        let found = tokio::net::lookup_host(&host_port).await?.next();
+        found.ok_or_else(|| anyhow::anyhow!("{host_port} does not resolve"))
+    }
+
+    /// This database's URL, reached through `addr` (e.g. a [`TcpProxy`]).
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        let user = self
+            .url
+            .strip_prefix("postgres://")
+            .and_then(|r| r.rsplit_once('@'))
+            .map(|(u, _)| format!("{u}@"))
+            .unwrap_or_default();
+        format!("postgres://{user}{addr}/{}", self.name)
+    }
+}
+
 impl Drop for TempPgDb {
     fn drop(&mut self) {
         let admin = self.admin.clone();

@@ -47,11 +47,7 @@ impl Topology {
         secrets: &Secrets,
         store: &Store,
     ) -> anyhow::Result<Topology> {
-        let mut t = Topology {
-            pipelines: Vec::new(),
-            stages: Vec::new(),
-            handles: Handles::default(),
-        };
+        let mut t = Topology::empty();
         // Sinks first: a pipeline's writers start inside its `start`
         // before the stages that feed them.
         if config.watermark.enabled {
@@ -73,6 +69,15 @@ impl Topology {
             t.pipelines.push("notify");
         }
         Ok(t)
+    }
+
+    /// A topology with nothing started yet (tests build their own).
+    pub fn empty() -> Topology {
+        Topology {
+            pipelines: Vec::new(),
+            stages: Vec::new(),
+            handles: Handles::default(),
+        }
     }
 
     /// Adds a stop stage; stages run in the order they were added.
@@ -134,11 +139,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn stop_stages_run_in_order() {
-        let mut t = Topology {
-            pipelines: vec![],
-            stages: vec![],
-            handles: Handles::default(),
-        };
+        let mut t = Topology::empty();
         let log = Rc::new(std::cell::RefCell::new(Vec::new()));
         for name in ["intake", "drain", "flush"] {
             let log = log.clone();

@@ -3,17 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 /// The `[watermark]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatermarkSettings {
     /// Start this pipeline with the daemon.
     pub enabled: bool,
-}
-
-impl Default for WatermarkSettings {
-    fn default() -> Self {
-        Self { enabled: false }
-    }
 }
 
 impl WatermarkSettings {

@@ -3,17 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 /// The `[notify]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifySettings {
     /// Start this pipeline with the daemon.
     pub enabled: bool,
-}
-
-impl Default for NotifySettings {
-    fn default() -> Self {
-        Self { enabled: false }
-    }
 }
 
 impl NotifySettings {

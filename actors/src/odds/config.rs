@@ -3,17 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 /// The `[odds]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OddsSettings {
     /// Start this pipeline with the daemon.
     pub enabled: bool,
-}
-
-impl Default for OddsSettings {
-    fn default() -> Self {
-        Self { enabled: false }
-    }
 }
 
 impl OddsSettings {

@@ -138,8 +138,10 @@ mod tests {
 
     #[test]
     fn zero_batch_is_refused_by_name() {
-        let mut s = DatabaseSettings::default();
-        s.batch_size = 0;
+        let s = DatabaseSettings {
+            batch_size: 0,
+            ..DatabaseSettings::default()
+        };
         assert_eq!(s.validate().unwrap_err().0, "batch_size");
     }
 

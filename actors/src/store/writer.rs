@@ -125,6 +125,8 @@ pub struct BatchWriter<R: BatchRow> {
     /// Bumped on every flush so that a stale timer does nothing.
     generation: u64,
     stats: WriterStats,
+    /// The pipeline this writer serves, for logs and metrics.
+    pipeline: &'static str,
 }
 
 impl<R: BatchRow> BatchWriter<R> {
@@ -136,7 +138,14 @@ impl<R: BatchRow> BatchWriter<R> {
             receipts: Vec::new(),
             generation: 0,
             stats: WriterStats::default(),
+            pipeline: "store",
         }
+    }
+
+    /// Names the pipeline this writer serves (logs and metrics say it).
+    pub fn for_pipeline(mut self, pipeline: &'static str) -> Self {
+        self.pipeline = pipeline;
+        self
     }
 
     fn receipt(&mut self) -> CommitReceipt {
