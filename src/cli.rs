@@ -30,6 +30,8 @@ pub enum Command {
     /// Load generators and micro-benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Fetch a CPU flamegraph (SVG) from a running daemon.
+    Profile(crate::profile_cli::ProfileArgs),
     /// Simulators of the outside parties, on loopback.
     #[command(subcommand)]
     Sim(crate::sim::SimCommand),

@@ -40,6 +40,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 impl Daemon {
     /// Starts everything; returns once HTTP is listening.
     pub async fn start(config: Config, secrets: Secrets) -> anyhow::Result<Daemon> {
+        crate::telemetry::prometheus();
         let store = open_store(&config).await?;
         let topology = Topology::start(&config, &secrets, &store).await?;
         let state = AppState {

@@ -23,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod pipelines;
+pub mod profile_cli;
 pub mod sim;
 pub mod telemetry;
 #[doc(hidden)]

@@ -35,7 +35,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 #[get("/")]
 async fn index(state: web::Data<AppState>) -> HttpResponse {
     let mut page = format!(
-        "tasklet {}\n\nstore: {:?}\npipelines started: {}\n\nendpoints: /healthz /readyz\n",
+        "tasklet {}\n\nstore: {:?}\npipelines started: {}\n\nendpoints: /healthz /readyz /metrics /debug/profile?seconds=N\n",
         env!("CARGO_PKG_VERSION"),
         state.store,
         if state.pipelines.is_empty() {

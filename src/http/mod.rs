@@ -2,6 +2,7 @@
 //! resource, all errors as [`ApiError`] JSON bodies.
 
 mod beard;
+mod debug;
 mod errors;
 mod health;
 mod notify;
@@ -35,6 +36,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::QueryConfig::default().error_handler(|e, _| from_actix(e.into())))
             .app_data(web::JsonConfig::default().error_handler(|e, _| from_actix(e.into())))
             .configure(health::configure)
+            .configure(debug::configure)
             .configure(watermark::configure)
             .configure(beard::configure)
             .configure(odds::configure)
