@@ -61,8 +61,9 @@ async fn metrics_move_by_the_rows_written() {
             logged_at_us: now,
         })
         .collect();
-    let _ = writer.send(Insert(rows)).await.unwrap();
+    let receipt = writer.send(Insert(rows)).await.unwrap();
     writer.send(Flush).await.unwrap().await.unwrap();
+    receipt.await.unwrap();
 
     let response = client.get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
