@@ -11,6 +11,7 @@
 //! | [`beards`] | the beard catalog: scrape, download, cache |
 //! | [`odds`] | discovery, fetchers, parser, differ, cache, persister |
 //! | [`notify`] | AMQP consumer, Viber sender, notification log |
+//! | [`observe`] | per-actor metrics: messages, handling time, depth, restarts |
 //!
 //! Each pipeline folder holds `config.rs` (its settings), `messages.rs`
 //! (what flows between its actors) and one file per actor.
@@ -18,5 +19,6 @@
 pub mod beards;
 pub mod compose;
 pub mod notify;
+pub mod observe;
 pub mod odds;
 pub mod store;

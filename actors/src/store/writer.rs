@@ -230,9 +230,11 @@ impl<R: BatchRow> Handler<Insert<R>> for BatchWriter<R> {
     type Result = MessageResult<Insert<R>>;
 
     fn handle(&mut self, Insert(rows): Insert<R>, ctx: &mut Context<Self>) -> Self::Result {
+        let _handled = crate::observe::handling("BatchWriter");
         let was_empty = self.rows.is_empty();
         self.rows.extend(rows);
         let receipt = self.receipt();
+        crate::observe::depth("BatchWriter", self.rows.len());
         if self.rows.len() >= self.settings.batch_size {
             self.flush(ctx, FlushTrigger::Full);
         } else if was_empty && !self.rows.is_empty() {
