@@ -96,8 +96,8 @@ impl Daemon {
     }
 
     /// Runs until SIGTERM or SIGINT, then stops in order.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        let signal = wait_for_signal().await?;
+    pub async fn run_until_signal(self, signals: Signals) -> anyhow::Result<()> {
+        let signal = signals.wait().await;
         info!(signal, "stopping: intake first, then drain, then flush");
         let result = self.shutdown().await;
         match &result {
@@ -108,12 +108,26 @@ impl Daemon {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, caught from the moment this is created (install it
+/// before announcing readiness, or an early signal kills the process).
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -31,9 +31,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run => {
             let _logs = tasklet::telemetry::init(&config.log)?;
+            let signals = tasklet::daemon::Signals::install()?;
             let daemon = tasklet::daemon::Daemon::start(config, secrets).await?;
             println!("tasklet listening on http://{}", daemon.addr);
-            daemon.run_until_signal().await
+            daemon.run_until_signal(signals).await
         }
         Command::Bench(cmd) => tasklet::bench::run(cmd, &config).await,
         Command::Profile(args) => tasklet::profile_cli::run(args).await,

@@ -75,6 +75,7 @@ fn settings(batch_size: usize, flush_interval_ms: u64) -> WriterSettings {
         batch_size,
         flush_interval_ms,
         mailbox: 64,
+        commits_in_flight: 2,
         retry_initial_ms: 50,
         retry_max_ms: 400,
     }

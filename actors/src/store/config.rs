@@ -23,6 +23,8 @@ pub struct DatabaseSettings {
     pub flush_interval_ms: u64,
     /// Messages that may wait in a writer's mailbox; senders wait beyond it.
     pub writer_mailbox: usize,
+    /// Batches a writer may commit at once while the next one fills.
+    pub commits_in_flight: usize,
     /// First retry delay after a failed commit; doubles up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     /// Longest delay between two commit attempts.
@@ -39,6 +41,7 @@ impl Default for DatabaseSettings {
             batch_size: 1_000,
             flush_interval_ms: 200,
             writer_mailbox: 256,
+            commits_in_flight: 2,
             retry_initial_ms: 100,
             retry_max_ms: 5_000,
         }
@@ -76,6 +79,7 @@ impl DatabaseSettings {
             batch_size: self.batch_size,
             flush_interval_ms: self.flush_interval_ms,
             mailbox: self.writer_mailbox,
+            commits_in_flight: self.commits_in_flight,
             retry_initial_ms: self.retry_initial_ms,
             retry_max_ms: self.retry_max_ms,
         }
@@ -92,6 +96,7 @@ pub struct WriterSettings {
     pub batch_size: usize,
     pub flush_interval_ms: u64,
     pub mailbox: usize,
+    pub commits_in_flight: usize,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
 }
@@ -112,6 +117,9 @@ impl WriterSettings {
         }
         if self.mailbox == 0 {
             return Err(("writer_mailbox", "must be at least 1".to_owned()));
+        }
+        if self.commits_in_flight == 0 || self.commits_in_flight > 64 {
+            return Err(("commits_in_flight", "must be between 1 and 64".to_owned()));
         }
         if self.retry_initial_ms == 0 || self.retry_initial_ms > self.retry_max_ms {
             return Err((

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::{BatchRow, Store, WriterSettings};
@@ -113,15 +113,19 @@ pub struct WriterStats {
 /// callers' commit receipts. A batch is committed when `batch_size` rows
 /// wait or `flush_interval_ms` after the first of them, whichever comes
 /// first, as one transaction of multi-row `INSERT … ON CONFLICT DO NOTHING`.
-/// While a batch commits the actor takes no new message, so its mailbox
-/// (bounded by `mailbox`) fills and senders wait: rows are never dropped.
-/// A failed commit keeps the batch and is retried with capped exponential
-/// backoff; receipts resolve only after the commit succeeded.
+/// Up to `commits_in_flight` batches commit at once while the next one
+/// fills; when all of them are busy and another batch is full, the actor
+/// takes no new message until one finishes, so its mailbox (bounded by
+/// `mailbox`) fills and senders wait: rows are never dropped and memory is
+/// bounded. A failed commit keeps the batch and is retried with capped
+/// exponential backoff; receipts resolve only after the commit succeeded.
 pub struct BatchWriter<R: BatchRow> {
     store: Store,
     settings: WriterSettings,
     rows: Vec<R>,
     receipts: Vec<oneshot::Sender<Committed>>,
+    /// One permit per batch that may commit at once.
+    commits: Arc<Semaphore>,
     /// Bumped on every flush so that a stale timer does nothing.
     generation: u64,
     stats: WriterStats,
@@ -134,6 +138,7 @@ impl<R: BatchRow> BatchWriter<R> {
         Self {
             store,
             rows: Vec::with_capacity(settings.batch_size),
+            commits: Arc::new(Semaphore::new(settings.commits_in_flight.max(1))),
             settings,
             receipts: Vec::new(),
             generation: 0,
@@ -154,7 +159,8 @@ impl<R: BatchRow> BatchWriter<R> {
         CommitReceipt(rx)
     }
 
-    /// Commits the waiting rows; the actor takes no other message until done.
+    /// Hands the waiting rows to a commit; if every commit slot is busy,
+    /// the actor takes no other message until one frees up.
     fn flush(&mut self, ctx: &mut Context<Self>, trigger: FlushTrigger) {
         self.generation += 1;
         let rows = Arc::new(std::mem::replace(
@@ -162,11 +168,39 @@ impl<R: BatchRow> BatchWriter<R> {
             Vec::with_capacity(self.settings.batch_size),
         ));
         let receipts = std::mem::take(&mut self.receipts);
+        crate::observe::depth("BatchWriter", 0);
+        match self.commits.clone().try_acquire_owned() {
+            Ok(permit) => self.commit(ctx, permit, rows, receipts, trigger),
+            Err(_) => {
+                let commits = self.commits.clone();
+                ctx.wait(
+                    async move { commits.acquire_owned().await }
+                        .into_actor(self)
+                        .map(move |permit, act, ctx| {
+                            if let Ok(permit) = permit {
+                                act.commit(ctx, permit, rows, receipts, trigger);
+                            }
+                        }),
+                );
+            }
+        }
+    }
+
+    /// Commits `rows` (retrying until it succeeds), then resolves `receipts`.
+    fn commit(
+        &mut self,
+        ctx: &mut Context<Self>,
+        permit: OwnedSemaphorePermit,
+        rows: Arc<Vec<R>>,
+        receipts: Vec<oneshot::Sender<Committed>>,
+        trigger: FlushTrigger,
+    ) {
         let store = self.store.clone();
         let settings = self.settings.clone();
         let batch_rows = rows.len();
         let span = info_span!(
             "flush",
+            pipeline = self.pipeline,
             actor = "BatchWriter",
             table = R::TABLE,
             rows = batch_rows,
@@ -193,7 +227,8 @@ impl<R: BatchRow> BatchWriter<R> {
             }
         }
         .instrument(span);
-        ctx.wait(commit.into_actor(self).map(move |(new, failures, elapsed), act, _| {
+        ctx.spawn(commit.into_actor(self).map(move |(new, failures, elapsed), act, _| {
+            drop(permit);
             act.stats.failed_attempts += failures;
             if batch_rows > 0 {
                 act.stats.batches += 1;
@@ -252,10 +287,28 @@ impl<R: BatchRow> Handler<Insert<R>> for BatchWriter<R> {
 impl<R: BatchRow> Handler<Flush> for BatchWriter<R> {
     type Result = MessageResult<Flush>;
 
+    /// Commits what waits, and answers once it and every batch still
+    /// committing from before are durable.
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
-        let receipt = self.receipt();
+        let batch_rows = self.rows.len();
         self.flush(ctx, FlushTrigger::Shutdown);
-        MessageResult(receipt)
+        let (tx, rx) = oneshot::channel();
+        let commits = self.commits.clone();
+        let slots = self.settings.commits_in_flight.max(1) as u32;
+        ctx.spawn(
+            async move {
+                // Holding every slot at once means no commit is left running.
+                if let Ok(all) = commits.acquire_many_owned(slots).await {
+                    drop(all);
+                    let _ = tx.send(Committed {
+                        batch_rows,
+                        trigger: FlushTrigger::Shutdown,
+                    });
+                }
+            }
+            .into_actor(self),
+        );
+        MessageResult(CommitReceipt(rx))
     }
 }
 
