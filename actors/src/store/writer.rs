@@ -1,6 +1,6 @@
 //! [`BatchWriter`]: the batching DB-writer actor every pipeline logs through.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -128,7 +128,8 @@ pub struct BatchWriter<R: BatchRow> {
     commits: Arc<Semaphore>,
     /// Bumped on every flush so that a stale timer does nothing.
     generation: u64,
-    stats: WriterStats,
+    /// Updated by the commit tasks, read by [`GetStats`].
+    stats: Arc<Mutex<WriterStats>>,
     /// The pipeline this writer serves, for logs and metrics.
     pipeline: &'static str,
 }
@@ -142,7 +143,7 @@ impl<R: BatchRow> BatchWriter<R> {
             settings,
             receipts: Vec::new(),
             generation: 0,
-            stats: WriterStats::default(),
+            stats: Arc::default(),
             pipeline: "store",
         }
     }
@@ -187,9 +188,11 @@ impl<R: BatchRow> BatchWriter<R> {
     }
 
     /// Commits `rows` (retrying until it succeeds), then resolves `receipts`.
+    /// Runs as a task of its own, outside the actor's context, so that it
+    /// goes on while the actor waits for a commit slot.
     fn commit(
         &mut self,
-        ctx: &mut Context<Self>,
+        _ctx: &mut Context<Self>,
         permit: OwnedSemaphorePermit,
         rows: Arc<Vec<R>>,
         receipts: Vec<oneshot::Sender<Committed>>,
@@ -197,6 +200,7 @@ impl<R: BatchRow> BatchWriter<R> {
     ) {
         let store = self.store.clone();
         let settings = self.settings.clone();
+        let stats = self.stats.clone();
         let batch_rows = rows.len();
         let span = info_span!(
             "flush",
@@ -210,12 +214,13 @@ impl<R: BatchRow> BatchWriter<R> {
             let started = Instant::now();
             let mut delay = Duration::from_millis(settings.retry_initial_ms);
             let mut failures = 0u64;
-            if rows.is_empty() {
-                return (0, failures, started.elapsed());
-            }
-            loop {
+            let mut new = 0;
+            while !rows.is_empty() {
                 match store.insert_batch(rows.clone()).await {
-                    Ok(new) => return (new, failures, started.elapsed()),
+                    Ok(n) => {
+                        new = n;
+                        break;
+                    }
                     Err(error) => {
                         failures += 1;
                         metrics::counter!("tasklet_db_commit_failures_total", "table" => R::TABLE).increment(1);
@@ -225,20 +230,22 @@ impl<R: BatchRow> BatchWriter<R> {
                     }
                 }
             }
-        }
-        .instrument(span);
-        ctx.spawn(commit.into_actor(self).map(move |(new, failures, elapsed), act, _| {
             drop(permit);
-            act.stats.failed_attempts += failures;
-            if batch_rows > 0 {
-                act.stats.batches += 1;
-                act.stats.rows_committed += batch_rows as u64;
-                act.stats.rows_new += new as u64;
-                match trigger {
-                    FlushTrigger::Full => act.stats.full += 1,
-                    FlushTrigger::Timeout => act.stats.timeout += 1,
-                    FlushTrigger::Shutdown => act.stats.shutdown += 1,
+            let elapsed = started.elapsed();
+            if let Ok(mut stats) = stats.lock() {
+                stats.failed_attempts += failures;
+                if batch_rows > 0 {
+                    stats.batches += 1;
+                    stats.rows_committed += batch_rows as u64;
+                    stats.rows_new += new as u64;
+                    match trigger {
+                        FlushTrigger::Full => stats.full += 1,
+                        FlushTrigger::Timeout => stats.timeout += 1,
+                        FlushTrigger::Shutdown => stats.shutdown += 1,
+                    }
                 }
+            }
+            if batch_rows > 0 {
                 metrics::counter!("tasklet_db_flush_total", "table" => R::TABLE, "trigger" => trigger.as_str()).increment(1);
                 metrics::counter!("tasklet_db_rows_total", "table" => R::TABLE).increment(batch_rows as u64);
                 metrics::histogram!("tasklet_db_batch_rows", "table" => R::TABLE).record(batch_rows as f64);
@@ -249,7 +256,9 @@ impl<R: BatchRow> BatchWriter<R> {
             for receipt in receipts {
                 let _ = receipt.send(committed);
             }
-        }));
+        }
+        .instrument(span);
+        actix_rt::spawn(commit);
     }
 }
 
@@ -295,19 +304,16 @@ impl<R: BatchRow> Handler<Flush> for BatchWriter<R> {
         let (tx, rx) = oneshot::channel();
         let commits = self.commits.clone();
         let slots = self.settings.commits_in_flight.max(1) as u32;
-        ctx.spawn(
-            async move {
-                // Holding every slot at once means no commit is left running.
-                if let Ok(all) = commits.acquire_many_owned(slots).await {
-                    drop(all);
-                    let _ = tx.send(Committed {
-                        batch_rows,
-                        trigger: FlushTrigger::Shutdown,
-                    });
-                }
+        actix_rt::spawn(async move {
+            // Holding every slot at once means no commit is left running.
+            if let Ok(all) = commits.acquire_many_owned(slots).await {
+                drop(all);
+                let _ = tx.send(Committed {
+                    batch_rows,
+                    trigger: FlushTrigger::Shutdown,
+                });
             }
-            .into_actor(self),
-        );
+        });
         MessageResult(CommitReceipt(rx))
     }
 }
@@ -316,6 +322,6 @@ impl<R: BatchRow> Handler<GetStats> for BatchWriter<R> {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stats.clone())
+        MessageResult(self.stats.lock().map(|s| s.clone()).unwrap_or_default())
     }
 }
