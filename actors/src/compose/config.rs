@@ -43,7 +43,7 @@ pub struct WatermarkSettings {
 fn default_marks() -> BTreeMap<String, String> {
     BTreeMap::from([(
         DEFAULT_MARK.to_owned(),
-        "tests/data/watermark_500x100.png".to_owned(),
+        "assets/watermark_500x100.png".to_owned(),
     )])
 }
 

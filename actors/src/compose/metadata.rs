@@ -234,7 +234,8 @@ pub fn reset_orientation(tiff: &mut [u8]) {
 /// broken to be sure (the caller then drops EXIF altogether).
 pub fn strip_gps(tiff: &mut [u8]) -> Option<()> {
     let (t, ifd0) = Tiff::open(tiff)?;
-    t.entries(tiff, ifd0)?;
+    // An unreadable IFD0 is a broken structure, not "no GPS".
+    t.u16(tiff, ifd0)?;
     let Some(pointer) = t.find(tiff, ifd0, TAG_GPS_IFD) else {
         return Some(());
     };
