@@ -49,11 +49,11 @@ pub fn parse_options(
     ) -> Result<T, ApiError> {
         match query.get(key) {
             None => Ok(default),
-            Some(raw) => raw
-                .parse::<T>()
-                .ok()
-                .filter(|v| ok(v))
-                .ok_or_else(|| ApiError::BadRequest(format!("{key}: {raw:?} is not {expected}"))),
+            Some(raw) => {
+                raw.parse::<T>().ok().filter(|v| ok(v)).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{key}: {raw:?} is not {expected}"))
+                })
+            }
         }
     }
     let mark = query
@@ -63,7 +63,12 @@ pub fn parse_options(
     if !settings.marks.contains_key(&mark) {
         return Err(ApiError::NotFound(format!(
             "no mark named {mark:?} (known: {})",
-            settings.marks.keys().cloned().collect::<Vec<_>>().join(", ")
+            settings
+                .marks
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let position = match query.get("position") {
@@ -84,7 +89,13 @@ pub fn parse_options(
     Ok(StampOptions {
         mark,
         position,
-        margin: value(query, "margin", settings.margin, |_| true, "a whole number of pixels")?,
+        margin: value(
+            query,
+            "margin",
+            settings.margin,
+            |_| true,
+            "a whole number of pixels",
+        )?,
         opacity: value(
             query,
             "opacity",
@@ -117,7 +128,12 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "image/jpeg" | "image/jpg" | "image/png" => Ok(BodyKind::Raw),
         "multipart/form-data" => Ok(BodyKind::Multipart),
@@ -290,11 +306,19 @@ mod tests {
         assert_eq!(o.position, Position::BottomRight);
         assert_eq!((o.margin, o.quality), (20, 85));
         let o = parse_options(
-            &q(&[("position", "center"), ("opacity", "0.5"), ("quality", "70"), ("format", "jpeg")]),
+            &q(&[
+                ("position", "center"),
+                ("opacity", "0.5"),
+                ("quality", "70"),
+                ("format", "jpeg"),
+            ]),
             &s,
         )
         .unwrap();
-        assert_eq!((o.position, o.opacity, o.quality), (Position::Center, 0.5, 70));
+        assert_eq!(
+            (o.position, o.opacity, o.quality),
+            (Position::Center, 0.5, 70)
+        );
         assert_eq!(o.format, OutputFormat::Jpeg);
     }
 
@@ -328,7 +352,10 @@ mod tests {
     #[test]
     fn content_types_are_checked() {
         let mut h = HeaderMap::new();
-        assert!(matches!(body_kind(&h), Err(ApiError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            body_kind(&h),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
         for (ct, kind) in [
             ("image/jpeg", BodyKind::Raw),
             ("image/PNG", BodyKind::Raw),
@@ -338,6 +365,9 @@ mod tests {
             assert_eq!(body_kind(&h).unwrap(), kind);
         }
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert!(matches!(body_kind(&h), Err(ApiError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            body_kind(&h),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
     }
 }

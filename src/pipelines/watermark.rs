@@ -34,14 +34,11 @@ pub async fn start(
     topology: &mut Topology,
 ) -> anyhow::Result<WatermarkHandle> {
     let settings = Arc::new(config.watermark.clone());
-    let marks = Arc::new(
-        load_marks(&settings.marks, &config.base_dir).context("loading watermark marks")?,
-    );
+    let marks =
+        Arc::new(load_marks(&settings.marks, &config.base_dir).context("loading watermark marks")?);
     let threads = config.pools.compositor_threads();
     let pool_marks = Arc::clone(&marks);
-    let compositor = SyncArbiter::start(threads, move || {
-        Compositor::new(Arc::clone(&pool_marks))
-    });
+    let compositor = SyncArbiter::start(threads, move || Compositor::new(Arc::clone(&pool_marks)));
     let permits = Arc::new(Semaphore::new(settings.max_in_flight));
     info!(pipeline = "watermark", threads, marks = ?marks.keys().collect::<Vec<_>>(), max_in_flight = settings.max_in_flight, "compositor pool started");
 

@@ -43,10 +43,7 @@ pub enum MarkError {
 pub type Marks = BTreeMap<String, Mark>;
 
 /// Reads and decodes each `name -> path` (relative paths against `base`).
-pub fn load_marks(
-    paths: &BTreeMap<String, String>,
-    base: &Path,
-) -> Result<Marks, MarkError> {
+pub fn load_marks(paths: &BTreeMap<String, String>, base: &Path) -> Result<Marks, MarkError> {
     paths
         .iter()
         .map(|(name, path)| {
@@ -103,9 +100,9 @@ impl Mark {
         let mut scaled = imageops::resize(&pre, w, h, FilterType::Triangle).into_raw();
         for px in scaled.chunks_exact_mut(4) {
             let a = u32::from(px[3]);
-            if a > 0 {
-                for c in &mut px[..3] {
-                    *c = ((u32::from(*c) * 255 + a / 2) / a).min(255) as u8;
+            for c in &mut px[..3] {
+                if let Some(v) = (u32::from(*c) * 255 + a / 2).checked_div(a) {
+                    *c = v.min(255) as u8;
                 }
             }
         }
@@ -136,7 +133,9 @@ mod tests {
 
     #[test]
     fn a_large_mark_is_scaled_keeping_its_aspect() {
-        let m = solid(500, 100, [255, 255, 255, 128]).fitted(250, 250).unwrap();
+        let m = solid(500, 100, [255, 255, 255, 128])
+            .fitted(250, 250)
+            .unwrap();
         assert_eq!((m.width, m.height), (250, 50));
         // Premultiplied scaling: a white half-transparent mark stays white.
         assert!(m.rgba.chunks(4).all(|p| p[0] >= 254 && p[3] == 128));
@@ -159,8 +158,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bad.png"), b"not a png").unwrap();
         let paths = BTreeMap::from([("m".to_owned(), "nope.png".to_owned())]);
-        assert!(matches!(load_marks(&paths, dir.path()), Err(MarkError::Read { .. })));
+        assert!(matches!(
+            load_marks(&paths, dir.path()),
+            Err(MarkError::Read { .. })
+        ));
         let paths = BTreeMap::from([("m".to_owned(), "bad.png".to_owned())]);
-        assert!(matches!(load_marks(&paths, dir.path()), Err(MarkError::Decode { .. })));
+        assert!(matches!(
+            load_marks(&paths, dir.path()),
+            Err(MarkError::Decode { .. })
+        ));
     }
 }

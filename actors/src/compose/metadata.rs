@@ -110,7 +110,10 @@ fn segments(jpeg: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
                 0xDA | 0xD9 => return None,
                 _ => {}
             }
-            let len = usize::from(u16::from_be_bytes([*jpeg.get(pos + 2)?, *jpeg.get(pos + 3)?]));
+            let len = usize::from(u16::from_be_bytes([
+                *jpeg.get(pos + 2)?,
+                *jpeg.get(pos + 3)?,
+            ]));
             if len < 2 {
                 return None;
             }
@@ -129,7 +132,8 @@ pub fn insert_segments(jpeg: &[u8], exif: Option<&[u8]>, icc_segments: &[Vec<u8>
         at += 4 + payload.len();
     }
     let at = at.min(jpeg.len());
-    let extra: usize = exif.map_or(0, |e| e.len() + 10) + icc_segments.iter().map(|s| s.len() + 4).sum::<usize>();
+    let extra: usize =
+        exif.map_or(0, |e| e.len() + 10) + icc_segments.iter().map(|s| s.len() + 4).sum::<usize>();
     let mut out = Vec::with_capacity(jpeg.len() + extra);
     out.extend_from_slice(&jpeg[..at]);
     if let Some(tiff) = exif {
@@ -351,7 +355,10 @@ pub(crate) mod tests {
         strip_gps(&mut t).unwrap();
         let (tf, ifd0) = Tiff::open(&t).unwrap();
         assert!(tf.find(&t, ifd0, TAG_GPS_IFD).is_none());
-        assert!(!t.windows(lat.len()).any(|w| w == lat), "latitude left behind");
+        assert!(
+            !t.windows(lat.len()).any(|w| w == lat),
+            "latitude left behind"
+        );
         assert_eq!(exif_orientation(&t), Some(8));
         assert!(t.windows(5).any(|w| w == b"ACME\0"));
         // The next-IFD offset still reads as "none".
@@ -386,7 +393,10 @@ pub(crate) mod tests {
     #[test]
     fn garbage_scans_to_nothing() {
         assert_eq!(JpegMetadata::scan(b""), JpegMetadata::default());
-        assert_eq!(JpegMetadata::scan(&[0xFF, 0xD8, 0xFF, 0xE1, 0xFF]), JpegMetadata::default());
+        assert_eq!(
+            JpegMetadata::scan(&[0xFF, 0xD8, 0xFF, 0xE1, 0xFF]),
+            JpegMetadata::default()
+        );
         assert_eq!(JpegMetadata::default().orientation(), 1);
     }
 }

@@ -178,7 +178,10 @@ mod tests {
         let br = place(1980, 1280, 500, 100, Position::BottomRight, 20);
         assert_eq!(br, (1460, 1160));
         assert_eq!(place(1980, 1280, 500, 100, Position::TopLeft, 20), (20, 20));
-        assert_eq!(place(1980, 1280, 500, 100, Position::Center, 20), (740, 590));
+        assert_eq!(
+            place(1980, 1280, 500, 100, Position::Center, 20),
+            (740, 590)
+        );
         assert_eq!(
             place(1980, 1280, 500, 100, Position::At { x: 3, y: 4 }, 20),
             (3, 4)

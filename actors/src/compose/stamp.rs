@@ -141,8 +141,16 @@ pub fn stamp(
 /// Puts `mark` on an upright frame where `opts` says, scaling it down
 /// first if it does not fit.
 fn apply_mark(frame: &mut Frame, mark: &Mark, opts: &StampOptions) {
-    let room_w = frame.width.saturating_sub(2 * opts.margin).max(frame.width / 2).max(1);
-    let room_h = frame.height.saturating_sub(2 * opts.margin).max(frame.height / 2).max(1);
+    let room_w = frame
+        .width
+        .saturating_sub(2 * opts.margin)
+        .max(frame.width / 2)
+        .max(1);
+    let room_h = frame
+        .height
+        .saturating_sub(2 * opts.margin)
+        .max(frame.height / 2)
+        .max(1);
     let scaled = if mark.width > frame.width || mark.height > frame.height {
         mark.fitted(room_w, room_h)
     } else {
@@ -443,7 +451,10 @@ mod tests {
     fn stamps_a_photo_at_the_bottom_right() {
         let input = photo("pier");
         let out = stamp(&input, &marks(), &opts(), &mut Codecs::new().unwrap()).unwrap();
-        assert_eq!((out.width, out.height, out.content_type), (1980, 1280, "image/jpeg"));
+        assert_eq!(
+            (out.width, out.height, out.content_type),
+            (1980, 1280, "image/jpeg")
+        );
         let (a, b) = (rgb(&input), rgb(&out.bytes));
         assert!(mad(&a, &b, (1460, 1160, 500, 100)) > 2.0);
         assert!(mad(&a, &b, (0, 0, 1400, 1100)) < 1.0);
@@ -472,7 +483,10 @@ mod tests {
     fn grayscale_and_444_jpegs_keep_their_sampling() {
         let mut codecs = Codecs::new().unwrap();
         let frame = rgb(&photo("boats"));
-        for (subsamp, expect) in [(Subsamp::None, Subsamp::None), (Subsamp::Gray, Subsamp::Gray)] {
+        for (subsamp, expect) in [
+            (Subsamp::None, Subsamp::None),
+            (Subsamp::Gray, Subsamp::Gray),
+        ] {
             let jpeg = encode_jpeg(&frame, 90, subsamp, &mut codecs).unwrap();
             let out = stamp(&jpeg, &marks(), &opts(), &mut codecs).unwrap();
             let header = turbojpeg::read_header(&out.bytes).unwrap();
@@ -524,7 +538,10 @@ mod tests {
         let jpeg = encode_jpeg(&small, 90, Subsamp::Sub2x2, &mut codecs).unwrap();
         let out = stamp(&jpeg, &marks(), &opts(), &mut codecs).unwrap();
         assert_eq!((out.width, out.height), (200, 150));
-        assert!(rgb(&out.bytes).pixels.iter().any(|&p| p > 100), "mark visible");
+        assert!(
+            rgb(&out.bytes).pixels.iter().any(|&p| p > 100),
+            "mark visible"
+        );
     }
 
     #[test]
@@ -534,9 +551,15 @@ mod tests {
         let o = opts();
         let input = photo("pier");
         assert_eq!(stamp(b"", &m, &o, &mut codecs), Err(StampError::Empty));
-        assert_eq!(stamp(b"GIF89a", &m, &o, &mut codecs), Err(StampError::NotAnImage));
+        assert_eq!(
+            stamp(b"GIF89a", &m, &o, &mut codecs),
+            Err(StampError::NotAnImage)
+        );
         let truncated = &input[..input.len() / 2];
-        assert!(matches!(stamp(truncated, &m, &o, &mut codecs), Err(StampError::Corrupt(_))));
+        assert!(matches!(
+            stamp(truncated, &m, &o, &mut codecs),
+            Err(StampError::Corrupt(_))
+        ));
         let unknown = StampOptions {
             mark: "nope".into(),
             ..opts()
@@ -551,11 +574,18 @@ mod tests {
         };
         assert!(matches!(
             stamp(&input, &m, &tiny_limit, &mut codecs),
-            Err(StampError::TooManyPixels { width: 1980, height: 1280, .. })
+            Err(StampError::TooManyPixels {
+                width: 1980,
+                height: 1280,
+                ..
+            })
         ));
         let mut png = PNG_SIGNATURE.to_vec();
         png.extend_from_slice(b"\0\0\0\rIHDR\0\0\0\x10\0\0\0\x10\x08\x02\0\0\0garbage");
-        assert!(matches!(stamp(&png, &m, &o, &mut codecs), Err(StampError::Corrupt(_))));
+        assert!(matches!(
+            stamp(&png, &m, &o, &mut codecs),
+            Err(StampError::Corrupt(_))
+        ));
         // The handles still work after errors.
         assert!(stamp(&input, &m, &o, &mut codecs).is_ok());
     }
