@@ -468,3 +468,13 @@ async fn a_burst_is_answered_quickly_with_200_or_503() {
     assert!(ok >= 1);
     r.daemon.shutdown().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_disabled_pipeline_answers_404_with_a_reason() {
+    let r = start(|c| c.watermark.enabled = false).await;
+    let (status, reason) =
+        status_and_reason(post(&r.url, "image/jpeg", photo("leaves")).await).await;
+    assert_eq!(status, 404);
+    assert!(reason.contains("watermark.enabled"), "{reason}");
+    r.daemon.shutdown().await.unwrap();
+}
