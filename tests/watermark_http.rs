@@ -550,3 +550,25 @@ async fn a_panic_in_the_worker_is_a_500_with_a_reason_and_the_pool_goes_on() {
     let resp = actix_web::test::call_service(&app, req).await;
     assert_eq!(resp.status(), 200, "the worker goes on after a panic");
 }
+
+#[actix_rt::test]
+async fn a_stalled_upload_is_cut_off_and_gives_its_permit_back() {
+    let r = start(|c| {
+        c.watermark.max_in_flight = 1;
+        c.watermark.body_timeout_ms = 300;
+    })
+    .await;
+    let jpeg = photo("leaves");
+    let mut stalled = SlowUpload::begin(r.daemon.addr, &jpeg).await;
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(20), stalled.conn.read_exact(&mut head))
+        .await
+        .expect("the stalled upload was never answered")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    let next = tokio::time::timeout(Duration::from_secs(20), post(&r.url, "image/jpeg", jpeg))
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200, "the permit came back");
+    r.daemon.shutdown().await.unwrap();
+}
