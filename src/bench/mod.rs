@@ -1,5 +1,6 @@
 //! `tasklet bench …`: load generators and benchmarks, one file per target.
 
+pub mod notify;
 mod store;
 
 use clap::Subcommand;
@@ -10,10 +11,14 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Rows/s committed by the batching writer at several batch sizes.
     Store(store::StoreBench),
+    /// The notify pipeline beside an asyncio baseline: latency at a rate,
+    /// then draining a full queue (RabbitMQ + PostgreSQL on this machine).
+    Notify(notify::NotifyBench),
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Store(args) => store::run(args, config).await,
+        BenchCommand::Notify(args) => notify::run(args, config).await,
     }
 }
