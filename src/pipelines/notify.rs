@@ -13,7 +13,7 @@ use tasklet_actors::notify::{
     NotificationLog, NotifySettings, Settle, StopIntake, ViberSender,
 };
 use tasklet_actors::store::models::NewNotification;
-use tasklet_actors::store::{BatchWriter, Store};
+use tasklet_actors::store::{BatchWriter, Store, WriterSettings};
 
 use crate::config::{Config, Secrets};
 use crate::topology::Topology;
@@ -41,6 +41,18 @@ impl NotifyHandle {
     }
 }
 
+/// The log's batching settings: `[database]`'s, with the batch size capped
+/// at half of `notify.prefetch`. The broker never has more than `prefetch`
+/// deliveries unacked, and none is acked before its batch commits, so a
+/// larger batch could never fill: every batch would wait for the timer and
+/// throughput would stop at `prefetch / flush_interval`.
+pub fn log_writer_settings(config: &Config) -> WriterSettings {
+    let mut settings = config.database.writer();
+    let half_window = usize::from(config.notify.prefetch / 2).max(1);
+    settings.batch_size = settings.batch_size.min(half_window);
+    settings
+}
+
 /// Starts the notify pipeline's actors sink-first and registers their stop
 /// stages on `topology`.
 pub async fn start(
@@ -56,7 +68,7 @@ pub async fn start(
         .context("notify.enabled needs VIBER_AUTH_TOKEN in the environment")?;
 
     let writer =
-        BatchWriter::<NewNotification>::new(store.clone(), config.database.writer()).start();
+        BatchWriter::<NewNotification>::new(store.clone(), log_writer_settings(config)).start();
 
     // The consumer is created first (not started) so that the log can be
     // given its address; it starts last, on an arbiter of its own, once
@@ -113,4 +125,21 @@ pub async fn start(
         consumer: consumer_addr,
         log,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_batch_fits_in_half_the_prefetch_window() {
+        let mut config = Config::default();
+        config.notify.prefetch = 256;
+        assert_eq!(log_writer_settings(&config).batch_size, 128);
+        config.notify.prefetch = 1;
+        assert_eq!(log_writer_settings(&config).batch_size, 1);
+        config.notify.prefetch = 10_000;
+        config.database.batch_size = 1000;
+        assert_eq!(log_writer_settings(&config).batch_size, 1000);
+    }
 }

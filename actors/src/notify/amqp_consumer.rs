@@ -1,6 +1,7 @@
 //! [`AmqpConsumer`]: takes transaction statuses off RabbitMQ.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ struct Link {
     connection: Connection,
     channel: Channel,
     consumer_tag: ShortString,
+    /// Tags handed to the senders and not acked yet.
+    outstanding: BTreeSet<u64>,
 }
 
 #[derive(Default)]
@@ -149,33 +152,90 @@ impl Handler<Ack> for AmqpConsumer {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, Ack(tags): Ack, _: &mut Context<Self>) -> Self::Result {
-        let current = self
-            .link
-            .borrow()
-            .as_ref()
-            .map(|l| (l.generation, l.channel.clone()));
         let stats = self.stats.clone();
+        let mut link = self.link.borrow_mut();
+        let Some(link) = link.as_mut() else {
+            stats
+                .stale_acks
+                .fetch_add(tags.len() as u64, Ordering::Relaxed);
+            return Box::pin(async {});
+        };
+        let (current, stale): (Vec<_>, Vec<_>) =
+            tags.into_iter().partition(|t| t.channel == link.generation);
+        stats
+            .stale_acks
+            .fetch_add(stale.len() as u64, Ordering::Relaxed);
+        let plan = plan_acks(
+            &mut link.outstanding,
+            current.into_iter().map(|t| t.tag).collect(),
+        );
+        let channel = link.channel.clone();
         Box::pin(async move {
-            for tag in tags {
-                match &current {
-                    Some((generation, channel)) if *generation == tag.channel => {
-                        match channel.basic_ack(tag.tag, BasicAckOptions::default()).await {
-                            Ok(()) => {
-                                stats.acked.fetch_add(1, Ordering::Relaxed);
-                                metrics::counter!("tasklet_notify_acked_total").increment(1);
-                            }
-                            Err(error) => {
-                                stats.stale_acks.fetch_add(1, Ordering::Relaxed);
-                                warn!(pipeline = "notify", actor = "AmqpConsumer", %error, "ack failed, the broker will redeliver");
-                            }
-                        }
-                    }
-                    _ => {
-                        stats.stale_acks.fetch_add(1, Ordering::Relaxed);
-                    }
+            let frames = plan
+                .multiple_up_to
+                .map(|t| (t, true))
+                .into_iter()
+                .chain(plan.singles.iter().map(|&t| (t, false)));
+            let mut failed = false;
+            for (tag, multiple) in frames {
+                if let Err(error) = channel.basic_ack(tag, BasicAckOptions { multiple }).await {
+                    failed = true;
+                    warn!(pipeline = "notify", actor = "AmqpConsumer", %error, "ack failed, the broker will redeliver");
                 }
             }
+            if failed {
+                stats
+                    .stale_acks
+                    .fetch_add(plan.count as u64, Ordering::Relaxed);
+            } else {
+                stats.acked.fetch_add(plan.count as u64, Ordering::Relaxed);
+                metrics::counter!("tasklet_notify_acked_total").increment(plan.count as u64);
+            }
         })
+    }
+}
+
+/// The ack frames for a set of committed tags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AckPlan {
+    /// One `multiple` ack covering every committed tag below the lowest
+    /// tag still in the pipeline.
+    pub multiple_up_to: Option<u64>,
+    /// The committed tags above it, acked one by one.
+    pub singles: Vec<u64>,
+    /// Tags acked in all.
+    pub count: usize,
+}
+
+/// Removes `tags` from `outstanding` and plans as few ack frames as
+/// possible: a `multiple` ack may only cover tags none of which is still
+/// in the pipeline (tags not outstanding at all, such as dead-lettered
+/// ones, are already acked and the broker skips them).
+pub fn plan_acks(outstanding: &mut BTreeSet<u64>, mut tags: Vec<u64>) -> AckPlan {
+    tags.retain(|t| outstanding.remove(t));
+    tags.sort_unstable();
+    let lowest_open = outstanding.first().copied().unwrap_or(u64::MAX);
+    let below = tags.partition_point(|&t| t < lowest_open);
+    let count = tags.len();
+    let (covered, above) = tags.split_at(below);
+    match covered {
+        [] => AckPlan {
+            multiple_up_to: None,
+            singles: above.to_vec(),
+            count,
+        },
+        [single] => AckPlan {
+            multiple_up_to: None,
+            singles: std::iter::once(*single)
+                .chain(above.iter().copied())
+                .collect(),
+            count,
+        },
+        [.., last] => AckPlan {
+            multiple_up_to: Some(*last),
+            singles: above.to_vec(),
+            count,
+        },
     }
 }
 
@@ -321,6 +381,7 @@ impl Session {
             connection,
             channel: channel.clone(),
             consumer_tag,
+            outstanding: BTreeSet::new(),
         });
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         info!(pipeline = "notify", actor = "AmqpConsumer", queue = %s.queue, prefetch = s.prefetch, generation, "consuming");
@@ -350,6 +411,9 @@ impl Session {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("tasklet_notify_received_total").increment(1);
                     let published_at_us = published_at_us(&delivery.properties);
+                    if let Some(link) = self.link.borrow_mut().as_mut() {
+                        link.outstanding.insert(delivery.delivery_tag);
+                    }
                     self.sender
                         .send(Delivery {
                             tag,
@@ -509,6 +573,34 @@ mod tests {
         assert_eq!(published_at_us(&p), 7_000_000);
         let before = now_us();
         assert!(published_at_us(&BasicProperties::default()) >= before);
+    }
+
+    #[test]
+    fn acks_collapse_into_one_multiple_frame_below_the_lowest_open_tag() {
+        let mut open: BTreeSet<u64> = (1..=10).collect();
+        // 1..=4 committed, 5 still in flight, 7 committed.
+        let plan = plan_acks(&mut open, vec![3, 1, 2, 4, 7]);
+        assert_eq!(
+            plan,
+            AckPlan {
+                multiple_up_to: Some(4),
+                singles: vec![7],
+                count: 5
+            }
+        );
+        assert_eq!(open.iter().copied().collect::<Vec<_>>(), [5, 6, 8, 9, 10]);
+        // A lone tag below the lowest open one goes as a single ack.
+        let plan = plan_acks(&mut open, vec![5]);
+        assert_eq!(plan.singles, vec![5]);
+        assert_eq!(plan.multiple_up_to, None);
+        // Unknown (already acked) tags are ignored.
+        let plan = plan_acks(&mut open, vec![5, 99]);
+        assert_eq!(plan.count, 0);
+        // Everything committed: one frame.
+        let plan = plan_acks(&mut open, vec![6, 8, 9, 10]);
+        assert_eq!(plan.multiple_up_to, Some(10));
+        assert!(plan.singles.is_empty());
+        assert!(open.is_empty());
     }
 
     #[test]

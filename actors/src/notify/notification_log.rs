@@ -36,6 +36,8 @@ pub struct NotificationLog {
 
 #[derive(Default)]
 struct Shared {
+    /// Committed tags waiting to go out in the next `Ack`.
+    ready: Mutex<Vec<super::messages::DeliveryTag>>,
     owed: AtomicUsize,
     acked: AtomicUsize,
     lags_us: Mutex<VecDeque<i64>>,
@@ -145,9 +147,11 @@ impl Handler<Outcome> for NotificationLog {
     }
 }
 
+/// Queues `tag` for acking; the first tag of a burst (the receipts of one
+/// commit resolve together) schedules one [`Ack`] carrying all of them.
 async fn ack(
     acks: &Recipient<Ack>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     tag: super::messages::DeliveryTag,
     enqueued_us: Option<i64>,
 ) {
@@ -161,15 +165,33 @@ async fn ack(
             lags.push_back(lag);
         }
     }
-    match acks.send(Ack(vec![tag])).await {
+    let first = match shared.ready.lock() {
+        Ok(mut ready) => {
+            ready.push(tag);
+            ready.len() == 1
+        }
+        Err(_) => false,
+    };
+    if !first {
+        return;
+    }
+    // Let the other receipts of this commit join the batch.
+    tokio::task::yield_now().await;
+    let tags = shared
+        .ready
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    let n = tags.len();
+    match acks.send(Ack(tags)).await {
         Ok(()) => {
-            shared.acked.fetch_add(1, Ordering::SeqCst);
+            shared.acked.fetch_add(n, Ordering::SeqCst);
         }
         Err(error) => {
-            warn!(pipeline = "notify", actor = "NotificationLog", %error, "consumer unreachable, ack lost (the broker redelivers)");
+            warn!(pipeline = "notify", actor = "NotificationLog", %error, "consumer unreachable, acks lost (the broker redelivers)");
         }
     }
-    shared.owed.fetch_sub(1, Ordering::SeqCst);
+    shared.owed.fetch_sub(n, Ordering::SeqCst);
 }
 
 impl Handler<Settle> for NotificationLog {
