@@ -2,7 +2,9 @@
 //! stop, and what the HTTP layer gets to reach them.
 //!
 //! Sink first: the batching writer, then the notification log, then the
-//! Viber sender pool, then the AMQP consumer on an arbiter of its own. On
+//! Viber sender pool, then the AMQP consumer. The consumer and the senders
+//! share an arbiter of their own (the latency path); the log and the writer
+//! run on the system arbiter. On
 //! stop: intake (cancel the consumer), drain (wait for every send in
 //! flight), flush (commit the log, write the last acks, close the channel).
 
@@ -83,14 +85,16 @@ pub async fn start(
         consumer_addr.clone().recipient(),
     )
     .start();
+    // The senders share the consumer's arbiter: the hot path (delivery →
+    // HTTP request) then stays on one thread, with no cross-thread wake-up.
     let sender = ViberSender::new(
         settings.clone(),
         config.pools.viber_senders,
         token.clone(),
         store.clone(),
         log.clone().recipient(),
-    )?
-    .start();
+    )?;
+    let sender = ViberSender::start_in_arbiter(&consumer_arbiter.handle(), move |_| sender);
 
     let (consumer_settings, deliveries) = (settings.clone(), sender.clone().recipient());
     consumer_arbiter.spawn(async move {

@@ -30,7 +30,7 @@ use crate::store::models::now_us;
 /// Receives [`Ack`] (from the notification log), [`StopIntake`], [`Close`]
 /// and [`GetConsumerStats`]; sends [`Delivery`] to its injected
 /// `Recipient<Delivery>`. Owns the broker connection and channel. Runs on
-/// an arbiter of its own. Declares the durable queue (quorum when
+/// an arbiter of its own (shared only with the senders). Declares the durable queue (quorum when
 /// configured) with a dead-letter exchange and queue, consumes with manual
 /// acks and `prefetch`, and reconnects with capped exponential backoff
 /// whenever the connection or channel is lost — acks of a lost channel are
