@@ -509,3 +509,50 @@ async fn sigkill_mid_stream_then_restart_sends_everything() {
     rig.queue_is_empty().await;
     rig.cleanup().await;
 }
+
+#[actix_rt::test]
+#[ignore = "needs RabbitMQ and PostgreSQL"]
+async fn a_permanent_viber_status_is_logged_as_failed_without_retries() {
+    let _broker = BROKER.lock().await;
+    let rig = Rig::new().await;
+    rig.sim.set_mode(Mode {
+        permanent: 1.0,
+        ..Mode::default()
+    });
+    let daemon = rig.daemon().await;
+    let report = transactions::publish(&rig.publisher(0.0, 20))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.logged().await < 20 {
+        assert!(Instant::now() < deadline, "not all logged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.shutdown().await.unwrap();
+    let rows = tasklet_actors::notify::actions::list(
+        &rig.store,
+        tasklet_actors::notify::actions::ListFilter {
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), report.published.len());
+    for r in &rows {
+        assert_eq!(r.state, "failed");
+        assert_eq!(r.viber_status, Some(6));
+        assert_eq!(r.attempts, 1, "a permanent status is not retried");
+        assert!(
+            r.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("6 receiverNotSubscribed")),
+            "{:?}",
+            r.error
+        );
+    }
+    // One request per message: nothing retried.
+    assert_eq!(rig.sim.received().len(), 20);
+    rig.queue_is_empty().await;
+    rig.cleanup().await;
+}
