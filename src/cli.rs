@@ -1,5 +1,7 @@
 //! The command line: `tasklet run | migrate | config check | bench …`.
 
+pub mod notify;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +37,9 @@ pub enum Command {
     /// Simulators of the outside parties, on loopback.
     #[command(subcommand)]
     Sim(crate::sim::SimCommand),
+    /// The notify pipeline: webhook registration, the notification log.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
 }
 
 #[derive(Debug, Subcommand)]

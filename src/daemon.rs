@@ -71,6 +71,11 @@ impl Daemon {
         })
     }
 
+    /// The started pipelines' handles (what the HTTP layer reaches).
+    pub fn handles(&self) -> &crate::topology::Handles {
+        &self.topology.handles
+    }
+
     /// The orderly stop: refuse new connections and finish in-flight
     /// requests, then stop each pipeline (intake, drain, flush). Fails if it
     /// takes longer than `server.shutdown_grace_ms`.

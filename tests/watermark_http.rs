@@ -499,8 +499,10 @@ async fn a_panic_in_the_worker_is_a_500_with_a_reason_and_the_pool_goes_on() {
     use tasklet_actors::compose::{load_marks, Compositor, WatermarkSettings};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut db = tasklet_actors::store::DatabaseSettings::default();
-    db.url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = tasklet_actors::store::DatabaseSettings {
+        url: format!("sqlite://{}", dir.path().join("t.db").display()),
+        ..Default::default()
+    };
     let store = tasklet_actors::store::Store::connect(&db, dir.path())
         .await
         .unwrap();

@@ -1,5 +1,6 @@
 //! `tasklet bench …`: load generators and benchmarks, one file per target.
 
+pub mod notify;
 mod store;
 mod watermark;
 
@@ -13,11 +14,15 @@ pub enum BenchCommand {
     Store(store::StoreBench),
     /// Images/s and latency of `POST /v1/watermark` (or a compatible server) under load.
     Watermark(watermark::WatermarkBench),
+    /// The notify pipeline beside an asyncio baseline: latency at a rate,
+    /// then draining a full queue (RabbitMQ + PostgreSQL on this machine).
+    Notify(notify::NotifyBench),
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Store(args) => store::run(args, config).await,
         BenchCommand::Watermark(args) => watermark::run(args, config).await,
+        BenchCommand::Notify(args) => notify::run(args, config).await,
     }
 }

@@ -10,6 +10,7 @@ mod odds;
 mod watermark;
 
 pub use errors::{from_actix, ApiError};
+pub use notify::{viber_signature, SIGNATURE_HEADER};
 
 use actix_web::web;
 use tasklet_actors::store::Store;

@@ -1,11 +1,22 @@
 //! `tasklet sim <party>`: simulators of every outside party, speaking the
 //! real protocol on loopback, so that everything runs on one machine.
 
+pub mod transactions;
+pub mod viber;
+
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
-pub enum SimCommand {}
+pub enum SimCommand {
+    /// Viber's REST bot API (send_message, set_webhook, signed callbacks).
+    Viber(viber::ViberSimArgs),
+    /// A publisher of transaction-status messages to RabbitMQ.
+    Transactions(transactions::TransactionsArgs),
+}
 
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        SimCommand::Viber(args) => viber::run(args).await,
+        SimCommand::Transactions(args) => transactions::run(args).await,
+    }
 }

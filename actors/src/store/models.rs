@@ -33,6 +33,26 @@ pub struct NewNotification {
     pub logged_at_us: i64,
 }
 
+/// One notification log row as read back (see the notify pipeline).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = notifications)]
+pub struct Notification {
+    pub id: i64,
+    pub message_id: String,
+    pub transaction_id: String,
+    pub receiver: String,
+    pub status: String,
+    pub state: String,
+    pub viber_status: Option<i32>,
+    pub message_token: Option<i64>,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub enqueued_at_us: i64,
+    pub sent_at_us: Option<i64>,
+    pub logged_at_us: i64,
+    pub receipt_at_us: Option<i64>,
+}
+
 /// One recorded odds change (see the odds pipeline).
 #[derive(Debug, Clone, PartialEq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = odds_changes)]

@@ -47,6 +47,7 @@ diesel::table! {
         enqueued_at_us -> BigInt,
         sent_at_us -> Nullable<BigInt>,
         logged_at_us -> BigInt,
+        receipt_at_us -> Nullable<BigInt>,
     }
 }
 

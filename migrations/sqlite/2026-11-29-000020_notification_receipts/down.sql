@@ -1,0 +1,2 @@
+DROP INDEX notifications_state_time;
+ALTER TABLE notifications DROP COLUMN receipt_at_us;
