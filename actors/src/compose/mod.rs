@@ -2,5 +2,6 @@
 
 pub mod blend;
 mod config;
+pub mod jpeg;
 
 pub use config::WatermarkSettings;
