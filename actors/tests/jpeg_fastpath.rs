@@ -148,7 +148,6 @@ fn check(input: &[u8], p: &Params, mark: &Mark<'_>, label: &str) -> Outcome {
 
     // Every block outside the box keeps its coefficients exactly; so does
     // every block inside that the mark's rectangle does not reach.
-    let mut kept = 0;
     for i in 0..cin.blocks.len() {
         let (_, (ax0, ay0, ax1, ay1)) = cin.block_area(i);
         let outside_box = ax1 <= bx0 || ax0 >= bx1 || ay1 <= by0 || ay0 >= by1;
@@ -164,7 +163,6 @@ fn check(input: &[u8], p: &Params, mark: &Mark<'_>, label: &str) -> Outcome {
         }
         if outside_mark {
             assert_eq!(cin.blocks[i], cout.blocks[i], "{label}: block {i} changed");
-            kept += 1;
         }
     }
 

@@ -124,6 +124,7 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
     let first = row0 * mcus_per_row + col0;
     let total = mcus_per_row * mcu_rows;
     let bpm = scan.plan.len();
+    check_size(jpeg, &hdr, total * bpm)?;
 
     // Walk to the seam.
     let (mut reader, mut preds) = scan.walk_to(jpeg, first)?;
@@ -139,12 +140,12 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
 
     // Blend the MCUs under the mark.
     let mut blocks_changed = 0;
+    let mut blender = Blender::new(&hdr, rect, *mark);
     for row in row0..=row1 {
         for col in col0..=col1 {
             let t = row * mcus_per_row + col - first;
             let origin = (col * mcu_w, row * mcu_h);
-            blocks_changed +=
-                stamp_mcu(&hdr, &mut tail[t * bpm..(t + 1) * bpm], origin, &rect, mark);
+            blocks_changed += blender.stamp_mcu(&mut tail[t * bpm..(t + 1) * bpm], origin);
         }
     }
 
@@ -256,6 +257,7 @@ pub fn read_coefficients(jpeg: &[u8]) -> Result<Coefficients, FastPathError> {
     let scan = Scan::new(&hdr)?;
     let (mcus_per_row, mcu_rows) = hdr.mcu_grid();
     let total = mcus_per_row * mcu_rows;
+    check_size(jpeg, &hdr, total * scan.plan.len())?;
     let mut blocks = vec![[0i16; 64]; total * scan.plan.len()];
     let mut reader = BitReader::new(jpeg, hdr.scan_start);
     let mut preds = vec![0; hdr.comps.len()];
@@ -277,6 +279,19 @@ pub fn read_coefficients(jpeg: &[u8]) -> Result<Coefficients, FastPathError> {
             .collect(),
         blocks,
     })
+}
+
+/// Every block takes at least two bits (a DC code and an end-of-block code),
+/// so a frame declaring more blocks than the data can hold is truncated:
+/// refused before anything is allocated or walked.
+fn check_size(jpeg: &[u8], hdr: &Header, blocks: usize) -> Result<(), FastPathError> {
+    let bytes = jpeg.len().saturating_sub(hdr.scan_start);
+    if blocks > bytes.saturating_mul(4) + 64 {
+        return Err(FastPathError::Corrupt(format!(
+            "truncated: {blocks} blocks declared in {bytes} bytes"
+        )));
+    }
+    Ok(())
 }
 
 struct Rect {
@@ -475,149 +490,186 @@ fn check_end_of_image(data: &[u8], scan_end: usize) -> Result<(), FastPathError>
     }
 }
 
-/// Blends the mark into one MCU; returns how many blocks changed.
-fn stamp_mcu(
-    hdr: &Header,
-    blocks: &mut [[i16; 64]],
-    origin: (usize, usize),
-    rect: &Rect,
-    mark: &Mark<'_>,
-) -> usize {
-    let (mcu_w, mcu_h) = hdr.mcu_size();
-    let n = hdr.comps.len();
-    // Per component: first block, blocks across/down, upsampling factors.
-    let mut first = [0usize; 3];
-    let mut dims = [(0usize, 0usize); 3];
-    let mut up = [(1usize, 1usize); 3];
-    let mut b = 0;
-    for c in 0..n {
-        let (h, v) = hdr.blocks_of(c);
-        first[c] = b;
-        dims[c] = (h, v);
-        up[c] = (mcu_w / (8 * h), mcu_h / (8 * v));
-        b += h * v;
-    }
-    let (ox, oy) = origin;
-    let px0 = rect.x0.max(ox);
-    let py0 = rect.y0.max(oy);
-    // A mark that reaches the right or bottom edge also covers the padding
-    // of the edge MCUs, as an encoder that replicates the edge would: a
-    // sharp step into stale padding would ring into the visible pixels.
-    let (width, height) = (hdr.width, hdr.height);
-    let px1 = if rect.x1 == width {
-        ox + mcu_w
-    } else {
-        rect.x1.min(ox + mcu_w)
-    };
-    let py1 = if rect.y1 == height {
-        oy + mcu_h
-    } else {
-        rect.y1.min(oy + mcu_h)
-    };
-    let block_hit = |c: usize, bx: usize, by: usize| -> bool {
-        let (sx, sy) = up[c];
-        let x0 = ox + bx * 8 * sx;
-        let y0 = oy + by * 8 * sy;
-        x0 < px1 && x0 + 8 * sx > px0 && y0 < py1 && y0 + 8 * sy > py0
-    };
-    // Samples of each component (up to 32x32), decoded where the mark lies.
-    let mut planes = [[0f32; 1024]; 3];
-    let mut deltas = [[0f32; 1024]; 3];
-    let quant: Vec<[u16; 64]> = hdr
-        .comps
-        .iter()
-        .map(|c| hdr.qt[c.tq].unwrap_or([1; 64]))
-        .collect();
-    for c in 0..n {
-        let (h, v) = dims[c];
-        for by in 0..v {
-            for bx in 0..h {
-                if !block_hit(c, bx, by) {
-                    continue;
-                }
-                let s = dct::idct(&blocks[first[c] + by * h + bx], &quant[c]);
-                for y in 0..8 {
-                    let row = (by * 8 + y) * 8 * h + bx * 8;
-                    planes[c][row..row + 8].copy_from_slice(&s[y * 8..y * 8 + 8]);
-                }
-            }
+/// Blends the mark into the MCUs under it, one MCU at a time, reusing its
+/// sample planes.
+struct Blender<'m> {
+    mark: Mark<'m>,
+    rect: Rect,
+    width: usize,
+    height: usize,
+    mcu_w: usize,
+    mcu_h: usize,
+    n: usize,
+    /// Per component: first block in the MCU, blocks across and down,
+    /// quantisation table.
+    first: [usize; 3],
+    dims: [(usize, usize); 3],
+    quant: [[u16; 64]; 3],
+    /// Per component: sample offset of each pixel column and row of the MCU.
+    col: [Vec<usize>; 3],
+    row: [Vec<usize>; 3],
+    /// Per component: how many pixels share a sample.
+    share: [f32; 3],
+    /// Per component: the MCU's samples and their changes.
+    planes: [Vec<f32>; 3],
+    deltas: [Vec<f32>; 3],
+}
+
+impl<'m> Blender<'m> {
+    fn new(hdr: &Header, rect: Rect, mark: Mark<'m>) -> Self {
+        let (mcu_w, mcu_h) = hdr.mcu_size();
+        let n = hdr.comps.len();
+        let mut b = Blender {
+            mark,
+            rect,
+            width: hdr.width,
+            height: hdr.height,
+            mcu_w,
+            mcu_h,
+            n,
+            first: [0; 3],
+            dims: [(1, 1); 3],
+            quant: [[1; 64]; 3],
+            col: Default::default(),
+            row: Default::default(),
+            share: [1.0; 3],
+            planes: Default::default(),
+            deltas: Default::default(),
+        };
+        let mut first = 0;
+        for c in 0..n {
+            let (h, v) = hdr.blocks_of(c);
+            let (sx, sy) = (mcu_w / (8 * h), mcu_h / (8 * v));
+            b.first[c] = first;
+            b.dims[c] = (h, v);
+            b.quant[c] = hdr.qt[hdr.comps[c].tq].unwrap_or([1; 64]);
+            b.col[c] = (0..mcu_w).map(|x| x / sx).collect();
+            b.row[c] = (0..mcu_h).map(|y| (y / sy) * 8 * h).collect();
+            b.share[c] = (sx * sy) as f32;
+            b.planes[c] = vec![0.0; 64 * h * v];
+            b.deltas[c] = vec![0.0; 64 * h * v];
+            first += h * v;
         }
+        b
     }
-    let mut touched = [false; 10];
-    let mw = mark.width as usize;
-    let sample_index = |c: usize, lx: usize, ly: usize| -> usize {
-        let (sx, sy) = up[c];
-        (ly / sy) * 8 * dims[c].0 + lx / sx
-    };
-    for py in py0..py1 {
-        let ey = py.min(height - 1);
-        let mrow = (ey - mark.y as usize) * mw;
-        for px in px0..px1 {
-            // Padding pixels take the blend of the edge pixel they copy.
-            let ex = px.min(width - 1);
-            let m = &mark.rgba[(mrow + ex - mark.x as usize) * 4..][..4];
-            let alpha = effective_alpha(m[3], mark.opacity);
-            if alpha == 0 {
-                continue;
-            }
-            let (lx, ly) = (px - ox, py - oy);
-            let mut idx = [0usize; 3];
-            let mut old = [0f32; 3];
-            let mut own = [0f32; 3];
-            for c in 0..n {
-                idx[c] = sample_index(c, lx, ly);
-                own[c] = planes[c][idx[c]];
-                old[c] = planes[c][sample_index(c, ex - ox, ey - oy)];
-            }
-            let new = if n == 3 {
-                let rgb = dct::ycc_to_rgb(old[0], old[1], old[2]);
-                dct::rgb_to_ycc([
-                    blend_channel(rgb[0], m[0], alpha),
-                    blend_channel(rgb[1], m[1], alpha),
-                    blend_channel(rgb[2], m[2], alpha),
-                ])
-            } else {
-                let g = dct::to_u8(old[0]);
-                let [r, gr, b] = [
-                    blend_channel(g, m[0], alpha),
-                    blend_channel(g, m[1], alpha),
-                    blend_channel(g, m[2], alpha),
-                ];
-                [dct::rgb_to_ycc([r, gr, b])[0], 0.0, 0.0]
-            };
-            for c in 0..n {
-                let (sx, sy) = up[c];
-                deltas[c][idx[c]] += (new[c] - own[c]) / (sx * sy) as f32;
-                let (bx, by) = ((lx / sx) / 8, (ly / sy) / 8);
-                touched[first[c] + by * dims[c].0 + bx] = true;
-            }
-        }
-    }
-    let mut changed = 0;
-    for c in 0..n {
-        let (h, v) = dims[c];
-        for by in 0..v {
-            for bx in 0..h {
-                let i = first[c] + by * h + bx;
-                if !touched[i] {
-                    continue;
-                }
-                let mut s = [0f32; 64];
-                for y in 0..8 {
-                    let row = (by * 8 + y) * 8 * h + bx * 8;
-                    for x in 0..8 {
-                        s[y * 8 + x] = planes[c][row + x] + deltas[c][row + x];
+
+    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns how
+    /// many of its blocks changed.
+    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> usize {
+        let (n, mark) = (self.n, self.mark);
+        let px0 = self.rect.x0.max(ox);
+        let py0 = self.rect.y0.max(oy);
+        // A mark that reaches the right or bottom edge also covers the
+        // padding of the edge MCUs, as an encoder that replicates the edge
+        // would: a sharp step into stale padding would ring into the
+        // visible pixels.
+        let px1 = if self.rect.x1 == self.width {
+            ox + self.mcu_w
+        } else {
+            self.rect.x1.min(ox + self.mcu_w)
+        };
+        let py1 = if self.rect.y1 == self.height {
+            oy + self.mcu_h
+        } else {
+            self.rect.y1.min(oy + self.mcu_h)
+        };
+        // Decode the blocks the mark reaches.
+        let mut hit = [false; 10];
+        for c in 0..n {
+            let (h, v) = self.dims[c];
+            let (sx, sy) = (self.mcu_w / (8 * h), self.mcu_h / (8 * v));
+            self.deltas[c].iter_mut().for_each(|d| *d = 0.0);
+            for by in 0..v {
+                for bx in 0..h {
+                    let (x0, y0) = (ox + bx * 8 * sx, oy + by * 8 * sy);
+                    if !(x0 < px1 && x0 + 8 * sx > px0 && y0 < py1 && y0 + 8 * sy > py0) {
+                        continue;
+                    }
+                    let i = self.first[c] + by * h + bx;
+                    hit[i] = true;
+                    let s = dct::idct(&blocks[i], &self.quant[c]);
+                    for y in 0..8 {
+                        let at = (by * 8 + y) * 8 * h + bx * 8;
+                        self.planes[c][at..at + 8].copy_from_slice(&s[y * 8..y * 8 + 8]);
                     }
                 }
-                let coefs = dct::fdct_quantise(&s, &quant[c]);
-                if coefs != blocks[i] {
-                    blocks[i] = coefs;
-                    changed += 1;
+            }
+        }
+        let mut touched = [false; 10];
+        let mw = mark.width as usize;
+        for py in py0..py1 {
+            let ey = py.min(self.height - 1);
+            let (ly, ely) = (py - oy, ey - oy);
+            let mrow = (ey - mark.y as usize) * mw;
+            for px in px0..px1 {
+                // Padding pixels take the blend of the edge pixel they copy.
+                let ex = px.min(self.width - 1);
+                let m = &mark.rgba[(mrow + ex - mark.x as usize) * 4..][..4];
+                let alpha = effective_alpha(m[3], mark.opacity);
+                if alpha == 0 {
+                    continue;
+                }
+                let (lx, elx) = (px - ox, ex - ox);
+                let mut idx = [0usize; 3];
+                let mut own = [0f32; 3];
+                let mut old = [0f32; 3];
+                for c in 0..n {
+                    idx[c] = self.row[c][ly] + self.col[c][lx];
+                    own[c] = self.planes[c][idx[c]];
+                    old[c] = self.planes[c][self.row[c][ely] + self.col[c][elx]];
+                }
+                let new = if n == 3 {
+                    let rgb = dct::ycc_to_rgb(old[0], old[1], old[2]);
+                    dct::rgb_to_ycc([
+                        blend_channel(rgb[0], m[0], alpha),
+                        blend_channel(rgb[1], m[1], alpha),
+                        blend_channel(rgb[2], m[2], alpha),
+                    ])
+                } else {
+                    let g = dct::to_u8(old[0]);
+                    let rgb = [
+                        blend_channel(g, m[0], alpha),
+                        blend_channel(g, m[1], alpha),
+                        blend_channel(g, m[2], alpha),
+                    ];
+                    [dct::rgb_to_ycc(rgb)[0], 0.0, 0.0]
+                };
+                for c in 0..n {
+                    self.deltas[c][idx[c]] += (new[c] - own[c]) / self.share[c];
+                    let h = self.dims[c].0;
+                    let i = idx[c];
+                    let (bx, by) = ((i % (8 * h)) / 8, i / (64 * h));
+                    touched[self.first[c] + by * h + bx] = true;
                 }
             }
         }
+        // Quantise again the blocks holding a blended pixel.
+        let mut changed = 0;
+        for c in 0..n {
+            let (h, v) = self.dims[c];
+            for by in 0..v {
+                for bx in 0..h {
+                    let i = self.first[c] + by * h + bx;
+                    if !touched[i] || !hit[i] {
+                        continue;
+                    }
+                    let mut s = [0f32; 64];
+                    for y in 0..8 {
+                        let at = (by * 8 + y) * 8 * h + bx * 8;
+                        for x in 0..8 {
+                            s[y * 8 + x] = self.planes[c][at + x] + self.deltas[c][at + x];
+                        }
+                    }
+                    let coefs = dct::fdct_quantise(&s, &self.quant[c]);
+                    if coefs != blocks[i] {
+                        blocks[i] = coefs;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        changed
     }
-    changed
 }
 
 /// The fallback of step 4: decode the blocks before the seam too, build
