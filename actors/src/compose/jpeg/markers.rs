@@ -396,3 +396,111 @@ fn check_exif(seg: &[u8]) -> Result<(), FastPathError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exif(big_endian: bool, orientation: u16) -> Vec<u8> {
+        let mut e = b"Exif\0\0".to_vec();
+        let (u16b, u32b): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if big_endian {
+            e.extend_from_slice(b"MM\0*");
+            (u16::to_be_bytes, u32::to_be_bytes)
+        } else {
+            e.extend_from_slice(b"II*\0");
+            (u16::to_le_bytes, u32::to_le_bytes)
+        };
+        e.extend_from_slice(&u32b(8));
+        e.extend_from_slice(&u16b(2));
+        // An unrelated tag first, then the orientation.
+        e.extend_from_slice(&u16b(0x010F));
+        e.extend_from_slice(&u16b(2));
+        e.extend_from_slice(&u32b(4));
+        e.extend_from_slice(&u32b(0));
+        e.extend_from_slice(&u16b(0x0112));
+        e.extend_from_slice(&u16b(3));
+        e.extend_from_slice(&u32b(1));
+        e.extend_from_slice(&u16b(orientation));
+        e.extend_from_slice(&[0, 0]);
+        e
+    }
+
+    #[test]
+    fn exif_orientation_is_read_in_both_byte_orders() {
+        for big in [true, false] {
+            assert_eq!(check_exif(&exif(big, 1)), Ok(()));
+            assert_eq!(
+                check_exif(&exif(big, 8)),
+                Err(FastPathError::Unsupported("exif orientation other than 1"))
+            );
+        }
+        assert_eq!(check_exif(b"XMP stuff"), Ok(()));
+        assert_eq!(
+            check_exif(b"Exif\0\0II*\0\xff\xff\0\0"),
+            Err(FastPathError::Unsupported("unreadable exif"))
+        );
+    }
+
+    #[test]
+    fn sixteen_bit_quantisation_tables_are_read() {
+        let mut seg = vec![0x11];
+        for k in 0..64u16 {
+            seg.extend_from_slice(&(300 + k).to_be_bytes());
+        }
+        let mut qt = [None; 4];
+        parse_dqt(&seg, &mut qt).unwrap();
+        let t = qt[1].unwrap();
+        assert_eq!((t[0], t[63]), (300, 363));
+        assert!(parse_dqt(&seg[..100], &mut qt).is_err());
+    }
+
+    #[test]
+    fn frame_headers_are_checked() {
+        // 12-bit precision.
+        assert_eq!(
+            parse_sof(&[12, 0, 8, 0, 8, 1, 1, 0x11, 0]).err(),
+            Some(FastPathError::Unsupported(
+                "sample precision other than 8 bits"
+            ))
+        );
+        // Four components.
+        let cmyk = [
+            8, 0, 8, 0, 8, 4, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0, 4, 0x11, 0,
+        ];
+        assert_eq!(
+            parse_sof(&cmyk).err(),
+            Some(FastPathError::Unsupported("cmyk or ycck jpeg"))
+        );
+        // Length that does not match the component count.
+        assert!(matches!(
+            parse_sof(&[8, 0, 8, 0, 8, 1, 1, 0x11, 0, 0]),
+            Err(FastPathError::Corrupt(_))
+        ));
+        // Sampling factor 0.
+        assert!(matches!(
+            parse_sof(&[8, 0, 8, 0, 8, 1, 1, 0x01, 0]),
+            Err(FastPathError::Corrupt(_))
+        ));
+        let (w, h, comps) = parse_sof(&[8, 0, 9, 0, 17, 1, 1, 0x22, 0]).unwrap();
+        assert_eq!((w, h, comps[0].1, comps[0].2), (17, 9, 2, 2));
+    }
+
+    #[test]
+    fn over_subscribed_or_short_huffman_tables_are_corrupt() {
+        let mut dc: [Option<HuffSpec>; 4] = Default::default();
+        let mut ac: [Option<HuffSpec>; 4] = Default::default();
+        // Claims 3 one-bit codes but has data for them: parsed, then refused
+        // when the codes are built.
+        let mut seg = vec![0x00, 3];
+        seg.extend_from_slice(&[0; 15]);
+        seg.extend_from_slice(&[0, 1, 2]);
+        parse_dht(&seg, &mut dc, &mut ac).unwrap();
+        assert!(super::super::huffman::DecodeTable::new(dc[0].as_ref().unwrap(), false).is_err());
+        // Too short for its counts.
+        assert!(parse_dht(&seg[..18], &mut dc, &mut ac).is_err());
+        // Class 2 does not exist.
+        let mut bad = seg.clone();
+        bad[0] = 0x20;
+        assert!(parse_dht(&bad, &mut dc, &mut ac).is_err());
+    }
+}
