@@ -401,9 +401,11 @@ fn check_exif(seg: &[u8]) -> Result<(), FastPathError> {
 mod tests {
     use super::*;
 
+    type Writers = (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]);
+
     fn exif(big_endian: bool, orientation: u16) -> Vec<u8> {
         let mut e = b"Exif\0\0".to_vec();
-        let (u16b, u32b): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if big_endian {
+        let (u16b, u32b): Writers = if big_endian {
             e.extend_from_slice(b"MM\0*");
             (u16::to_be_bytes, u32::to_be_bytes)
         } else {
