@@ -11,12 +11,8 @@ use libfuzzer_sys::fuzz_target;
 // The pure module itself, not the whole `tasklet-actors` crate: the fuzz
 // build then instruments only the codec, not the database stack.
 #[allow(dead_code)]
-mod compose {
-    #[path = "../../../../actors/src/compose/blend.rs"]
-    pub mod blend;
-    #[path = "../../../../actors/src/compose/jpeg/mod.rs"]
-    pub mod jpeg;
-}
+#[path = "../compose/mod.rs"]
+mod compose;
 
 use compose::jpeg::stamp_baseline;
 use zune_core::bytestream::ZCursor;

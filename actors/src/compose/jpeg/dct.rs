@@ -88,7 +88,7 @@ pub(crate) fn fdct_quantise(samples: &[f32; 64], q: &[u16; 64]) -> [i16; 64] {
             acc += b[v][y] * tmp[y * 8 + u];
         }
         let limit = if k == 0 { 2047.0 } else { 1023.0 };
-        out[k] = (acc / f32::from(q[k])).round().clamp(-limit, limit) as i16;
+        out[k] = round(acc / f32::from(q[k])).clamp(-limit, limit) as i16;
     }
     out
 }
@@ -116,7 +116,18 @@ pub(crate) fn rgb_to_ycc(p: [u8; 3]) -> [f32; 3] {
 
 #[inline]
 pub(crate) fn to_u8(v: f32) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+    // Clamped first, so truncating v + 0.5 rounds half up.
+    (v.clamp(0.0, 255.0) + 0.5) as u8
+}
+
+/// Rounds half away from zero like `f32::round`, without the libm call.
+#[inline]
+fn round(v: f32) -> f32 {
+    if v >= 0.0 {
+        ((v + 0.5) as i32) as f32
+    } else {
+        ((v - 0.5) as i32) as f32
+    }
 }
 
 #[cfg(test)]

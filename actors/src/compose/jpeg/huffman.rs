@@ -11,7 +11,10 @@
 use super::markers::HuffSpec;
 use super::FastPathError;
 
-const FAST_BITS: u32 = 9;
+const FAST_BITS: u32 = 11;
+
+/// Flag in a `fast` entry: the symbol is an end-of-block.
+const FAST_EOB: i32 = 1 << 8;
 
 /// Canonical codes of a table: `(code, length)` per symbol, `length` 0 when
 /// the table lacks the symbol.
@@ -45,8 +48,10 @@ fn canonical_codes(spec: &HuffSpec) -> Result<[(u16, u8); 256], FastPathError> {
 pub(crate) struct DecodeTable {
     /// `len << 8 | symbol` for codes up to `FAST_BITS` long, 0 otherwise.
     lookup: Box<[u16; 1 << FAST_BITS]>,
-    /// AC only: `value << 16 | run << 4 | total_bits` when code + value bits fit in `FAST_BITS`.
-    fast_ac: Box<[i32; 1 << FAST_BITS]>,
+    /// `value << 16 | eob << 8 | run << 4 | total_bits` when code and value
+    /// bits fit in `FAST_BITS` (for DC, run is 0 and value the difference;
+    /// for AC a ZRL is run 15 with value 0), 0 otherwise.
+    fast: Box<[i32; 1 << FAST_BITS]>,
     /// Largest code of each length (-1 when none), for codes longer than `FAST_BITS`.
     maxcode: [i32; 17],
     /// Index into `values` minus the first code of each length.
@@ -58,7 +63,7 @@ impl DecodeTable {
     pub fn new(spec: &HuffSpec, is_ac: bool) -> Result<Self, FastPathError> {
         let codes = canonical_codes(spec)?;
         let mut lookup = Box::new([0u16; 1 << FAST_BITS]);
-        let mut fast_ac = Box::new([0i32; 1 << FAST_BITS]);
+        let mut fast = Box::new([0i32; 1 << FAST_BITS]);
         for (sym, &(code, len)) in codes.iter().enumerate() {
             let len = u32::from(len);
             if len == 0 || len > FAST_BITS {
@@ -68,12 +73,24 @@ impl DecodeTable {
             let first = usize::from(code) << shift;
             for i in first..first + (1 << shift) {
                 lookup[i] = (len as u16) << 8 | sym as u16;
-                let (run, size) = ((sym >> 4) as u32, (sym & 15) as u32);
-                if is_ac && size != 0 && len + size <= FAST_BITS {
-                    let bits = ((i >> (FAST_BITS - len - size)) & ((1 << size) - 1)) as i32;
-                    let value = extend(bits, size);
-                    fast_ac[i] = value << 16 | (run as i32) << 4 | (len + size) as i32;
+                let (run, size) = if is_ac {
+                    ((sym >> 4) as u32, (sym & 15) as u32)
+                } else {
+                    (0, sym as u32)
+                };
+                if size > 15 || len + size > FAST_BITS {
+                    continue;
                 }
+                let bits = ((i >> (FAST_BITS - len - size)) & ((1 << size) - 1)) as i32;
+                let value = extend(bits, size);
+                // Run/size pairs with size 0 other than ZRL end the block,
+                // as in libjpeg.
+                let eob = if is_ac && size == 0 && run != 15 {
+                    FAST_EOB
+                } else {
+                    0
+                };
+                fast[i] = value << 16 | eob | (run as i32) << 4 | (len + size) as i32;
             }
         }
         let mut maxcode = [-1i32; 17];
@@ -91,7 +108,7 @@ impl DecodeTable {
         }
         Ok(DecodeTable {
             lookup,
-            fast_ac,
+            fast,
             maxcode,
             delta,
             values: spec.values.clone(),
@@ -240,11 +257,17 @@ impl<'a> BitReader<'a> {
         out: &mut [i16; 64],
     ) -> Result<(), FastPathError> {
         self.refill();
-        let s = u32::from(self.decode(dc)?);
-        if s > 11 {
-            return Err(FastPathError::Corrupt("dc difference out of range".into()));
+        let e = dc.fast[(self.buf >> (64 - FAST_BITS)) as usize];
+        if e != 0 {
+            self.consume((e & 15) as u32);
+            *pred += e >> 16;
+        } else {
+            let s = u32::from(self.decode(dc)?);
+            if s > 11 {
+                return Err(FastPathError::Corrupt("dc difference out of range".into()));
+            }
+            *pred += self.receive_extend(s);
         }
-        *pred += self.receive_extend(s);
         if !(-32768..=32767).contains(pred) {
             return Err(FastPathError::Corrupt("dc value out of range".into()));
         }
@@ -252,10 +275,13 @@ impl<'a> BitReader<'a> {
         let mut k = 1usize;
         while k < 64 {
             self.refill();
-            let e = ac.fast_ac[(self.buf >> (64 - FAST_BITS)) as usize];
+            let e = ac.fast[(self.buf >> (64 - FAST_BITS)) as usize];
             if e != 0 {
-                k += ((e >> 4) & 15) as usize;
                 self.consume((e & 15) as u32);
+                if e & FAST_EOB != 0 {
+                    break;
+                }
+                k += ((e >> 4) & 15) as usize;
                 if k > 63 {
                     return Err(FastPathError::Corrupt(
                         "ac coefficient past the block".into(),
@@ -395,10 +421,34 @@ impl BitWriter {
         }
     }
 
+    /// Appends `len` (at most 32) bits; whole 32-bit words go out at once,
+    /// byte by byte only when one of their bytes is 0xFF (to stuff it).
     #[inline(always)]
     fn put(&mut self, code: u32, len: u32) {
         self.acc = (self.acc << len) | u64::from(code);
         self.nbits += len;
+        if self.nbits >= 32 {
+            self.nbits -= 32;
+            let w = (self.acc >> self.nbits) as u32;
+            let bytes = w.to_be_bytes();
+            if (!w).wrapping_sub(0x0101_0101) & w & 0x8080_8080 == 0 {
+                self.out.extend_from_slice(&bytes);
+            } else {
+                for b in bytes {
+                    self.out.push(b);
+                    if b == 0xFF {
+                        self.out.push(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pads the last byte with 1-bits and writes out every pending byte.
+    pub fn pad(&mut self) {
+        let fill = (8 - self.nbits % 8) % 8;
+        self.acc = (self.acc << fill) | ((1 << fill) - 1);
+        self.nbits += fill;
         while self.nbits >= 8 {
             self.nbits -= 8;
             let b = (self.acc >> self.nbits) as u8;
@@ -406,14 +456,6 @@ impl BitWriter {
             if b == 0xFF {
                 self.out.push(0);
             }
-        }
-    }
-
-    /// Pads the last byte with 1-bits.
-    pub fn pad(&mut self) {
-        if self.nbits > 0 {
-            let fill = 8 - self.nbits;
-            self.put((1 << fill) - 1, fill);
         }
     }
 
@@ -441,10 +483,10 @@ impl BitWriter {
         if len == 0 {
             return Err(MissingSymbol);
         }
-        self.put(u32::from(code), u32::from(len));
-        if s > 0 {
-            self.put(value_bits(diff, s), s);
-        }
+        self.put(
+            u32::from(code) << s | value_bits(diff, s),
+            u32::from(len) + s,
+        );
         let mut run = 0u32;
         for &c in &block[1..] {
             if c == 0 {
@@ -460,8 +502,11 @@ impl BitWriter {
             if s > 10 {
                 return Err(MissingSymbol);
             }
-            self.put_symbol(ac, (run << 4 | s) as u8)?;
-            self.put(value_bits(v, s), s);
+            let (code, len) = ac.codes[(run << 4 | s) as usize];
+            if len == 0 {
+                return Err(MissingSymbol);
+            }
+            self.put(u32::from(code) << s | value_bits(v, s), u32::from(len) + s);
             run = 0;
         }
         if run > 0 {
