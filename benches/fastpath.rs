@@ -1,5 +1,8 @@
-//! The watermark JPEG fast path against the full path (decode, blend,
-//! encode) on the test photos, a 500x100 mark at the bottom-right.
+//! The watermark JPEG fast path against the full path (libjpeg-turbo
+//! decode, blend, encode: `compose::stamp` with `fast_path: false`) on the
+//! test photos, the 500x100 mark at the bottom-right with a 20 px margin.
+//! `fast/` is `compose::jpeg::stamp_baseline` alone, `stamp-fast/` the
+//! compositor's whole `stamp` (sniff, header, metadata) taking the fast path.
 //!
 //! `taskset -c 1 cargo bench --bench fastpath` (one core); Pillow's figure on
 //! the same images comes from `bench/python/pillow_watermark.py`, which this
@@ -8,8 +11,10 @@
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::{Path, PathBuf};
-use tasklet_actors::compose::blend::{blend_channel, effective_alpha};
 use tasklet_actors::compose::jpeg::stamp_baseline;
+use tasklet_actors::compose::{
+    stamp, Codecs, ImagePath, Mark, Marks, OutputFormat, Position, StampOptions, StripMetadata,
+};
 
 const MARGIN: u32 = 20;
 
@@ -31,37 +36,23 @@ fn photos() -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn mark() -> (Vec<u8>, u32, u32) {
-    let img = image::open(data().join("watermark_500x100.png"))
-        .expect("mark")
-        .to_rgba8();
-    let (w, h) = img.dimensions();
-    (img.into_raw(), w, h)
+fn mark() -> Mark {
+    Mark::from_png(&std::fs::read(data().join("watermark_500x100.png")).expect("mark"))
+        .expect("the mark decodes")
 }
 
-/// The full path: decode everything, blend, encode everything (q85, 4:2:0).
-fn full_path(jpeg: &[u8], rgba: &[u8], mw: u32, mh: u32, x: u32, y: u32) -> Vec<u8> {
-    use zune_core::bytestream::ZCursor;
-    let mut d = zune_jpeg::JpegDecoder::new(ZCursor::new(jpeg));
-    let mut px = d.decode().unwrap();
-    let info = d.info().unwrap();
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    for my in 0..mh.min(h - y) {
-        for mx in 0..mw.min(w - x) {
-            let m = &rgba[((my * mw + mx) * 4) as usize..][..4];
-            let a = effective_alpha(m[3], 255);
-            let k = (((y + my) * w + x + mx) * 3) as usize;
-            for c in 0..3 {
-                px[k + c] = blend_channel(px[k + c], m[c], a);
-            }
-        }
+fn options(fast_path: bool) -> StampOptions {
+    StampOptions {
+        mark: "default".into(),
+        position: Position::BottomRight,
+        margin: MARGIN,
+        opacity: 1.0,
+        quality: 85,
+        format: OutputFormat::Same,
+        strip: StripMetadata::Gps,
+        max_pixels: 50_000_000,
+        fast_path,
     }
-    let mut out = Vec::with_capacity(jpeg.len());
-    let mut enc = jpeg_encoder::Encoder::new(&mut out, 85);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    enc.encode(&px, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    out
 }
 
 /// CPU time of the calling thread: the machine is shared, and wall time
@@ -123,15 +114,26 @@ impl ValueFormatter for CpuFormatter {
 }
 
 fn bench(c: &mut Criterion<ThreadCpu>) {
-    let (rgba, mw, mh) = mark();
+    let mark = mark();
+    let (mw, mh) = (mark.width, mark.height);
+    let marks = Marks::from([("default".to_owned(), mark.clone())]);
+    let (fast, full) = (options(true), options(false));
+    let mut codecs = Codecs::new().expect("libjpeg-turbo handles");
     let mut group = c.benchmark_group("watermark_1980x1280");
     for (name, jpeg) in photos() {
         let (x, y) = (1980 - mw - MARGIN, 1280 - mh - MARGIN);
         group.bench_function(format!("fast/{name}"), |b| {
-            b.iter(|| stamp_baseline(&jpeg, &rgba, mw, mh, x, y, 255).unwrap())
+            b.iter(|| stamp_baseline(&jpeg, &mark.rgba, mw, mh, x, y, 255).unwrap())
         });
-        group.bench_function(format!("full/{name}"), |b| {
-            b.iter(|| full_path(&jpeg, &rgba, mw, mh, x, y))
+        assert_eq!(
+            stamp(&jpeg, &marks, &fast, &mut codecs).unwrap().path,
+            ImagePath::Fast
+        );
+        group.bench_function(format!("stamp-fast/{name}"), |b| {
+            b.iter(|| stamp(&jpeg, &marks, &fast, &mut codecs).unwrap())
+        });
+        group.bench_function(format!("stamp-full/{name}"), |b| {
+            b.iter(|| stamp(&jpeg, &marks, &full, &mut codecs).unwrap())
         });
     }
     group.finish();

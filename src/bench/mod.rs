@@ -1,6 +1,7 @@
 //! `tasklet bench …`: load generators and benchmarks, one file per target.
 
 mod store;
+mod watermark;
 
 use clap::Subcommand;
 
@@ -10,10 +11,13 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Rows/s committed by the batching writer at several batch sizes.
     Store(store::StoreBench),
+    /// Images/s and latency of `POST /v1/watermark` (or a compatible server) under load.
+    Watermark(watermark::WatermarkBench),
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Store(args) => store::run(args, config).await,
+        BenchCommand::Watermark(args) => watermark::run(args, config).await,
     }
 }
