@@ -134,6 +134,10 @@ fn has_ff_byte(w: u64) -> bool {
 }
 
 /// Reads entropy-coded bits from one restart interval (or the whole scan).
+///
+/// `Copy` so that a block is decoded on a local copy whose fields stay in
+/// registers (only the cold byte-wise refill takes it by value).
+#[derive(Clone, Copy)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     /// Next raw byte to load.
@@ -179,11 +183,12 @@ impl<'a> BitReader<'a> {
                 }
             }
         }
-        self.refill_slow();
+        *self = self.refill_slow();
     }
 
     #[cold]
-    fn refill_slow(&mut self) {
+    #[inline(never)]
+    fn refill_slow(mut self) -> Self {
         while self.bits <= 56 {
             let byte = if self.marker_hit || self.pos >= self.data.len() {
                 self.fake += 1;
@@ -205,6 +210,7 @@ impl<'a> BitReader<'a> {
             self.buf |= u64::from(byte) << (56 - self.bits);
             self.bits += 8;
         }
+        self
     }
 
     #[inline(always)]
@@ -250,6 +256,22 @@ impl<'a> BitReader<'a> {
     /// when its values matter), updating the DC predictor.
     #[inline(always)]
     pub fn decode_block(
+        &mut self,
+        dc: &DecodeTable,
+        ac: &DecodeTable,
+        pred: &mut i32,
+        out: &mut [i16; 64],
+    ) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let mut p = *pred;
+        let result = r.decode_block_here(dc, ac, &mut p, out);
+        *self = r;
+        *pred = p;
+        result
+    }
+
+    #[inline(always)]
+    fn decode_block_here(
         &mut self,
         dc: &DecodeTable,
         ac: &DecodeTable,
