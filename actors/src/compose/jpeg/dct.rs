@@ -68,27 +68,30 @@ pub(crate) fn idct(coefs: &[i16; 64], q: &[u16; 64]) -> [f32; 64] {
 /// Forward DCT of row-major samples, quantised (rounded) into zigzag order.
 pub(crate) fn fdct_quantise(samples: &[f32; 64], q: &[u16; 64]) -> [i16; 64] {
     let b = basis();
-    // rows: tmp[y][u] = sum_x s[y][x] * B[u][x]
+    // rows: tmp[y][u] = sum_x s[y][x] * B[u][x] (inner loops run over u)
     let mut tmp = [0f32; 64];
     for y in 0..8 {
-        for u in 0..8 {
-            let mut acc = 0f32;
-            for x in 0..8 {
-                acc += (samples[y * 8 + x] - 128.0) * b[u][x];
+        for x in 0..8 {
+            let s = samples[y * 8 + x] - 128.0;
+            for u in 0..8 {
+                tmp[y * 8 + u] += s * b[u][x];
             }
-            tmp[y * 8 + u] = acc;
+        }
+    }
+    // columns: f[v][u] = sum_y B[v][y] * tmp[y][u]
+    let mut f = [0f32; 64];
+    for v in 0..8 {
+        for y in 0..8 {
+            let bv = b[v][y];
+            for u in 0..8 {
+                f[v * 8 + u] += bv * tmp[y * 8 + u];
+            }
         }
     }
     let mut out = [0i16; 64];
     for k in 0..64 {
-        let n = ZIGZAG[k];
-        let (v, u) = (n / 8, n % 8);
-        let mut acc = 0f32;
-        for y in 0..8 {
-            acc += b[v][y] * tmp[y * 8 + u];
-        }
         let limit = if k == 0 { 2047.0 } else { 1023.0 };
-        out[k] = round(acc / f32::from(q[k])).clamp(-limit, limit) as i16;
+        out[k] = round(f[ZIGZAG[k]] / f32::from(q[k])).clamp(-limit, limit) as i16;
     }
     out
 }

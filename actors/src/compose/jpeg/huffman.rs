@@ -509,17 +509,22 @@ impl BitWriter {
             u32::from(code) << s | value_bits(diff, s),
             u32::from(len) + s,
         );
-        let mut run = 0u32;
-        for &c in &block[1..] {
-            if c == 0 {
-                run += 1;
-                continue;
-            }
+        // Visit only the non-zero coefficients.
+        let mut nonzero = 0u64;
+        for (k, &c) in block.iter().enumerate().skip(1) {
+            nonzero |= u64::from(c != 0) << k;
+        }
+        let mut last = 0u32;
+        while nonzero != 0 {
+            let k = nonzero.trailing_zeros();
+            nonzero &= nonzero - 1;
+            let mut run = k - last - 1;
+            last = k;
             while run >= 16 {
                 self.put_symbol(ac, 0xF0)?;
                 run -= 16;
             }
-            let v = i32::from(c);
+            let v = i32::from(block[k as usize]);
             let s = category(v);
             if s > 10 {
                 return Err(MissingSymbol);
@@ -529,9 +534,8 @@ impl BitWriter {
                 return Err(MissingSymbol);
             }
             self.put(u32::from(code) << s | value_bits(v, s), u32::from(len) + s);
-            run = 0;
         }
-        if run > 0 {
+        if last < 63 {
             self.put_symbol(ac, 0x00)?;
         }
         Ok(())
