@@ -468,3 +468,107 @@ async fn a_burst_is_answered_quickly_with_200_or_503() {
     assert!(ok >= 1);
     r.daemon.shutdown().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_disabled_pipeline_answers_404_with_a_reason() {
+    let r = start(|c| c.watermark.enabled = false).await;
+    let (status, reason) =
+        status_and_reason(post(&r.url, "image/jpeg", photo("leaves")).await).await;
+    assert_eq!(status, 404);
+    assert!(reason.contains("watermark.enabled"), "{reason}");
+    r.daemon.shutdown().await.unwrap();
+}
+
+/// The real stamp, except that a body of exactly `boom` panics inside it.
+fn stamp_or_panic(
+    body: &[u8],
+    marks: &tasklet_actors::compose::Marks,
+    opts: &tasklet_actors::compose::StampOptions,
+    codecs: &mut tasklet_actors::compose::Codecs,
+) -> Result<tasklet_actors::compose::Stamped, tasklet_actors::compose::StampError> {
+    assert!(body != b"boom", "injected failure");
+    tasklet_actors::compose::stamp(body, marks, opts, codecs)
+}
+
+#[actix_rt::test]
+async fn a_panic_in_the_worker_is_a_500_with_a_reason_and_the_pool_goes_on() {
+    use std::sync::Arc;
+    use tasklet::http::{self, AppState};
+    use tasklet::pipelines::watermark::WatermarkHandle;
+    use tasklet::topology::Handles;
+    use tasklet_actors::compose::{load_marks, Compositor, WatermarkSettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = tasklet_actors::store::DatabaseSettings::default();
+    db.url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = tasklet_actors::store::Store::connect(&db, dir.path())
+        .await
+        .unwrap();
+    let settings = WatermarkSettings::default();
+    let marks = Arc::new(load_marks(&settings.marks, env!("CARGO_MANIFEST_DIR").as_ref()).unwrap());
+    // One worker: the request after the panic is served by the same one.
+    let compositor = actix::SyncArbiter::start(1, move || {
+        Compositor::with_stamp(Arc::clone(&marks), stamp_or_panic)
+    });
+    let state = AppState {
+        store,
+        pipelines: vec!["watermark"],
+        handles: Handles {
+            watermark: Some(WatermarkHandle {
+                compositor,
+                permits: Arc::new(tokio::sync::Semaphore::new(4)),
+                settings: Arc::new(settings),
+            }),
+            ..Handles::default()
+        },
+        secrets: Secrets::default(),
+    };
+    let app =
+        actix_web::test::init_service(actix_web::App::new().configure(http::configure(state)))
+            .await;
+    let req = actix_web::test::TestRequest::post()
+        .uri("/v1/watermark")
+        .insert_header(("content-type", "image/jpeg"))
+        .insert_header(("x-request-id", "panic-1"))
+        .set_payload("boom")
+        .to_request();
+    let resp = actix_web::test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 500);
+    let body: serde_json::Value = actix_web::test::read_body_json(resp).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("injected failure"),
+        "{body}"
+    );
+    let req = actix_web::test::TestRequest::post()
+        .uri("/v1/watermark")
+        .insert_header(("content-type", "image/jpeg"))
+        .set_payload(photo("leaves"))
+        .to_request();
+    let resp = actix_web::test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 200, "the worker goes on after a panic");
+}
+
+#[actix_rt::test]
+async fn a_stalled_upload_is_cut_off_and_gives_its_permit_back() {
+    let r = start(|c| {
+        c.watermark.max_in_flight = 1;
+        c.watermark.body_timeout_ms = 300;
+    })
+    .await;
+    let jpeg = photo("leaves");
+    let mut stalled = SlowUpload::begin(r.daemon.addr, &jpeg).await;
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(20), stalled.conn.read_exact(&mut head))
+        .await
+        .expect("the stalled upload was never answered")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    let next = tokio::time::timeout(Duration::from_secs(20), post(&r.url, "image/jpeg", jpeg))
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200, "the permit came back");
+    r.daemon.shutdown().await.unwrap();
+}

@@ -252,12 +252,21 @@ async fn post_watermark(
                 retry_after_s: settings.retry_after_s,
             }
         })?;
-        let body = match kind {
-            BodyKind::Raw => read_limited(payload, settings.max_body_bytes).await?,
-            BodyKind::Multipart => {
-                read_multipart(req.headers(), payload, settings.max_body_bytes).await?
+        let read = async {
+            match kind {
+                BodyKind::Raw => read_limited(payload, settings.max_body_bytes).await,
+                BodyKind::Multipart => {
+                    read_multipart(req.headers(), payload, settings.max_body_bytes).await
+                }
             }
         };
+        let timeout = std::time::Duration::from_millis(settings.body_timeout_ms);
+        let body = tokio::time::timeout(timeout, read).await.map_err(|_| {
+            ApiError::BadRequest(format!(
+                "the body did not arrive within {} ms (watermark.body_timeout_ms)",
+                settings.body_timeout_ms
+            ))
+        })??;
         let body_bytes = body.len();
         // Sent from a task of its own: a client that hangs up does not give
         // the permit back before the worker is done with its image.

@@ -651,6 +651,40 @@ mod tests {
     }
 
     #[test]
+    fn icc_and_exif_are_kept_or_stripped_as_configured() {
+        let mut codecs = Codecs::new().unwrap();
+        let profile: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let jpeg = photo("leaves");
+        let with_meta = metadata::insert_segments(
+            &jpeg,
+            Some(&tiff_with(1, true)),
+            &metadata::icc_segments(&profile),
+        );
+        let out = stamp(&with_meta, &marks(), &opts(), &mut codecs).unwrap();
+        let meta = JpegMetadata::scan(&out.bytes);
+        assert_eq!(meta.icc_profile(), Some(profile.clone()));
+        let lat = [48u32, 1, 51].map(u32::to_le_bytes).concat();
+        let exif = meta.exif.unwrap();
+        assert!(!exif.windows(lat.len()).any(|w| w == lat));
+        let keep_all = StampOptions {
+            strip: StripMetadata::None,
+            ..opts()
+        };
+        let out = stamp(&with_meta, &marks(), &keep_all, &mut codecs).unwrap();
+        let exif = JpegMetadata::scan(&out.bytes).exif.unwrap();
+        assert!(
+            exif.windows(lat.len()).any(|w| w == lat),
+            "GPS kept on request"
+        );
+        let strip_all = StampOptions {
+            strip: StripMetadata::All,
+            ..opts()
+        };
+        let out = stamp(&with_meta, &marks(), &strip_all, &mut codecs).unwrap();
+        assert_eq!(JpegMetadata::scan(&out.bytes), JpegMetadata::default());
+    }
+
+    #[test]
     fn grayscale_and_444_jpegs_keep_their_sampling() {
         let mut codecs = Codecs::new().unwrap();
         let frame = rgb(&photo("boats"));
@@ -700,15 +734,16 @@ mod tests {
     #[test]
     fn a_mark_larger_than_the_picture_is_scaled_to_fit() {
         let mut codecs = Codecs::new().unwrap();
+        // Odd sizes: the planes are padded, the blend clips to the picture.
         let small = Frame {
-            width: 200,
-            height: 150,
+            width: 201,
+            height: 151,
             channels: 3,
-            pixels: vec![0; 200 * 150 * 3],
+            pixels: vec![0; 201 * 151 * 3],
         };
         let jpeg = encode_jpeg(&small, 90, Subsamp::Sub2x2, &mut codecs).unwrap();
         let out = stamp(&jpeg, &marks(), &opts(), &mut codecs).unwrap();
-        assert_eq!((out.width, out.height), (200, 150));
+        assert_eq!((out.width, out.height), (201, 151));
         assert!(
             rgb(&out.bytes).pixels.iter().any(|&p| p > 100),
             "mark visible"
