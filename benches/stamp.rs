@@ -41,6 +41,8 @@ fn bench_stamp(c: &mut Criterion) {
         format: OutputFormat::Same,
         strip: StripMetadata::Gps,
         max_pixels: 50_000_000,
+        // This bench measures the full path; benches/fastpath.rs the fast one.
+        fast_path: false,
     };
     let mut codecs = Codecs::new().expect("libjpeg-turbo handles");
     let mut group = c.benchmark_group("stamp");

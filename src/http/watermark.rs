@@ -113,6 +113,8 @@ pub fn parse_options(
         format,
         strip: settings.strip_metadata,
         max_pixels: settings.max_pixels,
+        // An explicit quality asks for a re-encoded image.
+        fast_path: settings.fast_path && !query.contains_key("quality"),
     })
 }
 
@@ -289,12 +291,13 @@ async fn post_watermark(
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok((stamped, body_bytes)) => {
-            info!(pipeline = "watermark", %request_id, body_bytes, out_bytes = stamped.bytes.len(), width = stamped.width, height = stamped.height, elapsed_ms, "stamped");
+            info!(pipeline = "watermark", %request_id, body_bytes, out_bytes = stamped.bytes.len(), width = stamped.width, height = stamped.height, path = stamped.path.as_str(), elapsed_ms, "stamped");
             metrics::histogram!("tasklet_watermark_request_seconds")
                 .record(started.elapsed().as_secs_f64());
             Ok(HttpResponse::Ok()
                 .content_type(stamped.content_type)
                 .insert_header(("X-Request-Id", request_id))
+                .insert_header(("X-Tasklet-Path", stamped.path.as_str()))
                 .body(stamped.bytes))
         }
         Err(e) => {

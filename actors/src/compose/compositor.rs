@@ -90,7 +90,11 @@ impl Handler<Stamp> for Compositor {
         metrics::counter!("tasklet_watermark_stamps_total", "outcome" => outcome).increment(1);
         metrics::histogram!("tasklet_watermark_stamp_seconds")
             .record(started.elapsed().as_secs_f64());
-        debug!(pipeline = "watermark", actor = "compositor", %request_id, elapsed_ms, outcome, "stamped");
+        let path = result.as_ref().map_or("none", |s| s.path.as_str());
+        if result.is_ok() {
+            metrics::counter!("tasklet_watermark_images_total", "path" => path).increment(1);
+        }
+        debug!(pipeline = "watermark", actor = "compositor", %request_id, elapsed_ms, outcome, path, "stamped");
         result
     }
 }
@@ -121,6 +125,7 @@ mod tests {
             format: OutputFormat::Same,
             strip: StripMetadata::Gps,
             max_pixels: 1_000_000,
+            fast_path: true,
         }
     }
 

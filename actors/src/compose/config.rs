@@ -41,6 +41,10 @@ pub struct WatermarkSettings {
     /// Which metadata the output drops: `none`, `gps` (keeps EXIF and ICC
     /// but removes the GPS block) or `all` (no EXIF, no ICC).
     pub strip_metadata: StripMetadata,
+    /// Stamp baseline JPEGs by re-encoding only the MCUs from the first one
+    /// under the mark (see docs/fastpath.md); a request that sets `quality`,
+    /// and every input the fast path does not cover, takes the full path.
+    pub fast_path: bool,
 }
 
 fn default_marks() -> BTreeMap<String, String> {
@@ -77,6 +81,7 @@ impl Default for WatermarkSettings {
             opacity: DEFAULT_OPACITY,
             quality: DEFAULT_QUALITY,
             strip_metadata: StripMetadata::Gps,
+            fast_path: true,
         }
     }
 }

@@ -124,6 +124,44 @@ fn segments(jpeg: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     })
 }
 
+/// The JPEG without its APP1 `Exif` and APP2 `ICC_PROFILE` segments (the
+/// ones [`insert_segments`] writes); every other byte is kept as it is.
+pub fn without_exif_and_icc(jpeg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(jpeg.len());
+    if !jpeg.starts_with(&[0xFF, 0xD8]) {
+        out.extend_from_slice(jpeg);
+        return out;
+    }
+    let (mut pos, mut kept) = (2usize, 0usize);
+    loop {
+        while jpeg.get(pos) == Some(&0xFF) && jpeg.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        let Some(&marker) = jpeg.get(pos + 1).filter(|_| jpeg.get(pos) == Some(&0xFF)) else {
+            break;
+        };
+        if matches!(marker, 0xDA | 0xD9 | 0xD0..=0xD7 | 0x01) {
+            break;
+        }
+        let (Some(&hi), Some(&lo)) = (jpeg.get(pos + 2), jpeg.get(pos + 3)) else {
+            break;
+        };
+        let end = pos + 2 + usize::from(u16::from_be_bytes([hi, lo]));
+        let Some(payload) = jpeg.get(pos + 4..end) else {
+            break;
+        };
+        let drop = (marker == 0xE1 && payload.starts_with(EXIF_PREFIX))
+            || (marker == 0xE2 && payload.starts_with(ICC_PREFIX));
+        if drop {
+            out.extend_from_slice(&jpeg[kept..pos]);
+            kept = end;
+        }
+        pos = end;
+    }
+    out.extend_from_slice(&jpeg[kept..]);
+    out
+}
+
 /// Writes `exif` (a TIFF structure) and the ICC segments into an encoded
 /// JPEG, right after its SOI and JFIF APP0.
 pub fn insert_segments(jpeg: &[u8], exif: Option<&[u8]>, icc_segments: &[Vec<u8>]) -> Vec<u8> {
@@ -337,6 +375,26 @@ pub(crate) mod tests {
         push_segment(&mut out, 0xE1, &[EXIF_PREFIX, tiff]);
         out.extend_from_slice(&jpeg[2..]);
         out
+    }
+
+    #[test]
+    fn exif_and_icc_segments_are_removed_and_nothing_else() {
+        let base = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, b'J', b'F', 0xFF, 0xDA, 0, 2, 0x12, 0xFF, 0xD9,
+        ];
+        let with = with_exif(&base, &tiff_with(1, true));
+        let mut with_icc = with[..2].to_vec();
+        push_segment(&mut with_icc, 0xE2, &[ICC_PREFIX, &[1, 1, 9, 9]]);
+        // An XMP APP1 stays.
+        push_segment(&mut with_icc, 0xE1, &[b"http://ns.adobe.com/xap/1.0/\0"]);
+        with_icc.extend_from_slice(&with[2..]);
+        let out = without_exif_and_icc(&with_icc);
+        let mut expected = base[..2].to_vec();
+        push_segment(&mut expected, 0xE1, &[b"http://ns.adobe.com/xap/1.0/\0"]);
+        expected.extend_from_slice(&base[2..]);
+        assert_eq!(out, expected);
+        assert_eq!(without_exif_and_icc(&base), base);
+        assert_eq!(without_exif_and_icc(b"not a jpeg"), b"not a jpeg");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `stamp.rs` | the full path as pure functions: sniff, size check, decode, orient, blend, encode |
 //! | `pixels.rs` | orientation, placement and blending on interleaved buffers |
 //! | `blend.rs` | the one blend formula every path uses |
+//! | `jpeg/` | the baseline JPEG fast path: re-encodes only the MCUs from the first one under the mark |
 //! | `mark.rs` | decoded marks, loaded once at start, scaled down when too large |
 //! | `metadata.rs` | JPEG EXIF/ICC segments: orientation, GPS stripping, re-insertion |
 //! | `options.rs` | per-request options (position, margin, opacity, quality, format, strip) |
@@ -16,6 +17,7 @@
 pub mod blend;
 mod compositor;
 mod config;
+pub mod jpeg;
 pub mod mark;
 mod messages;
 pub mod metadata;
@@ -28,4 +30,4 @@ pub use config::{WatermarkSettings, DEFAULT_MARK};
 pub use mark::{load_marks, Mark, MarkError, Marks};
 pub use messages::Stamp;
 pub use options::{OutputFormat, Position, StampOptions, StripMetadata};
-pub use stamp::{stamp, Codecs, StampError, Stamped};
+pub use stamp::{stamp, Codecs, ImagePath, StampError, Stamped};

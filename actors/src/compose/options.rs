@@ -112,6 +112,9 @@ pub struct StampOptions {
     pub strip: StripMetadata,
     /// Declared width x height above this is refused before decoding.
     pub max_pixels: u64,
+    /// Try the JPEG fast path first (it keeps the image's own quantisation,
+    /// so `quality` does not apply to it).
+    pub fast_path: bool,
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ use image::codecs::png::{CompressionType, FilterType, PngDecoder, PngEncoder};
 use image::{ColorType, ExtendedColorType, ImageDecoder, ImageEncoder};
 use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, Subsamp, YuvImage};
 
+use tracing::debug;
+
+use super::jpeg;
 use super::mark::{Mark, Marks};
 use super::metadata::{self, JpegMetadata};
 use super::options::{OutputFormat, StampOptions, StripMetadata};
@@ -47,17 +50,40 @@ pub struct Stamped {
     pub content_type: &'static str,
     pub width: u32,
     pub height: u32,
+    /// Which path made it.
+    pub path: ImagePath,
+}
+
+/// The way an image was stamped, for logs, metrics and the `X-Tasklet-Path`
+/// response header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImagePath {
+    /// The baseline JPEG fast path (`compose::jpeg`): only the MCUs from
+    /// the first one under the mark were re-encoded.
+    Fast,
+    /// Decode, blend, encode.
+    Full,
+}
+
+impl ImagePath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePath::Fast => "fast",
+            ImagePath::Full => "full",
+        }
+    }
 }
 
 impl std::fmt::Debug for Stamped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Stamped({}, {}x{}, {} bytes)",
+            "Stamped({}, {}x{}, {} bytes, {} path)",
             self.content_type,
             self.width,
             self.height,
-            self.bytes.len()
+            self.bytes.len(),
+            self.path.as_str()
         )
     }
 }
@@ -184,6 +210,11 @@ fn stamp_jpeg(
     };
     let meta = JpegMetadata::scan(input);
     let orientation = meta.orientation();
+    if opts.fast_path && orientation == 1 {
+        if let Some(stamped) = stamp_jpeg_fast(input, &header, &meta, mark, opts)? {
+            return Ok(stamped);
+        }
+    }
     let jpeg = if orientation == 1
         && header.subsamp != Subsamp::Unknown
         && header.colorspace != Colorspace::RGB
@@ -212,7 +243,54 @@ fn stamp_jpeg(
         content_type: "image/jpeg",
         width,
         height,
+        path: ImagePath::Full,
     })
+}
+
+/// The fast path (`compose::jpeg`): `None` when it does not cover the
+/// input (progressive, CMYK…) or finds it corrupt — the full path then
+/// answers, so a bad upload gets exactly the full path's error.
+fn stamp_jpeg_fast(
+    input: &[u8],
+    header: &turbojpeg::DecompressHeader,
+    meta: &JpegMetadata,
+    mark: &Mark,
+    opts: &StampOptions,
+) -> Result<Option<Stamped>, StampError> {
+    let (w, h) = (header.width as u32, header.height as u32);
+    let (mark, x, y) = fit_and_place(w, h, mark, opts);
+    let opacity = super::blend::opacity_u8(opts.opacity);
+    let jpeg = match jpeg::stamp_baseline(input, &mark.rgba, mark.width, mark.height, x, y, opacity)
+    {
+        Ok(jpeg) => jpeg,
+        Err(jpeg::FastPathError::Unsupported(reason)) => {
+            debug!(pipeline = "watermark", reason, "fast path not taken");
+            return Ok(None);
+        }
+        Err(jpeg::FastPathError::Corrupt(reason)) => {
+            debug!(pipeline = "watermark", %reason, "fast path found the jpeg corrupt");
+            return Ok(None);
+        }
+    };
+    // The copied header keeps every segment; rewrite the metadata only when
+    // `strip` changes it, exactly as the full path would write it.
+    let (exif, icc) = kept_metadata(meta.exif.clone(), meta.icc_segments.clone(), opts.strip);
+    let bytes = if exif == meta.exif && icc == meta.icc_segments {
+        jpeg
+    } else {
+        metadata::insert_segments(
+            &metadata::without_exif_and_icc(&jpeg),
+            exif.as_deref(),
+            &icc,
+        )
+    };
+    Ok(Some(Stamped {
+        bytes,
+        content_type: "image/jpeg",
+        width: w,
+        height: h,
+        path: ImagePath::Fast,
+    }))
 }
 
 /// The common case: upright YCbCr or gray. Decodes to planes (no colour
@@ -427,6 +505,7 @@ fn stamp_png(
                 content_type: "image/jpeg",
                 width: frame.width,
                 height: frame.height,
+                path: ImagePath::Full,
             })
         }
         OutputFormat::Same => {
@@ -450,6 +529,7 @@ fn stamp_png(
                 content_type: "image/png",
                 width: frame.width,
                 height: frame.height,
+                path: ImagePath::Full,
             })
         }
     }
@@ -502,6 +582,7 @@ mod tests {
             format: OutputFormat::Same,
             strip: StripMetadata::Gps,
             max_pixels: 50_000_000,
+            fast_path: false,
         }
     }
 

@@ -1,0 +1,799 @@
+//! Huffman decoding and encoding of baseline JPEG scans.
+//!
+//! The reader keeps a 64-bit left-aligned bit buffer, refilled eight bytes at
+//! a time when the next eight bytes hold no 0xFF (one unaligned load), byte by
+//! byte otherwise (to unstuff 0xFF00 and stop at markers). Symbols come from a
+//! 9-bit first-level table; for AC tables a second 9-bit table also carries
+//! the run and the already-extended value when code and value bits fit, so
+//! most coefficients cost one lookup and one shift. The reader can say where
+//! in the file the next bit lies, which is how the seam is found.
+
+use super::markers::HuffSpec;
+use super::FastPathError;
+
+const FAST_BITS: u32 = 11;
+
+/// Flag in a `fast` entry: the symbol is an end-of-block.
+const FAST_EOB: i32 = 1 << 8;
+
+/// Canonical codes of a table: `(code, length)` per symbol, `length` 0 when
+/// the table lacks the symbol.
+fn canonical_codes(spec: &HuffSpec) -> Result<[(u16, u8); 256], FastPathError> {
+    let mut codes = [(0u16, 0u8); 256];
+    let mut code: u32 = 0;
+    let mut k = 0;
+    for len in 1..=16u8 {
+        for _ in 0..spec.counts[usize::from(len - 1)] {
+            let sym = spec.values[k];
+            if codes[usize::from(sym)].1 != 0 {
+                return Err(FastPathError::Corrupt(
+                    "huffman table repeats a symbol".into(),
+                ));
+            }
+            codes[usize::from(sym)] = (code as u16, len);
+            code += 1;
+            k += 1;
+        }
+        if code > (1u32 << len) {
+            return Err(FastPathError::Corrupt(
+                "over-subscribed huffman table".into(),
+            ));
+        }
+        code <<= 1;
+    }
+    Ok(codes)
+}
+
+/// A decoding table built from one DHT table.
+pub(crate) struct DecodeTable {
+    /// `len << 8 | symbol` for codes up to `FAST_BITS` long, 0 otherwise.
+    lookup: Box<[u16; 1 << FAST_BITS]>,
+    /// `value << 16 | eob << 8 | run << 4 | total_bits` when code and value
+    /// bits fit in `FAST_BITS` (for DC, run is 0 and value the difference;
+    /// for AC a ZRL is run 15 with value 0), 0 otherwise.
+    fast: Box<[i32; 1 << FAST_BITS]>,
+    /// Largest code of each length (-1 when none), for codes longer than `FAST_BITS`.
+    maxcode: [i32; 17],
+    /// Index into `values` minus the first code of each length.
+    delta: [i32; 17],
+    values: Vec<u8>,
+}
+
+impl DecodeTable {
+    pub fn new(spec: &HuffSpec, is_ac: bool) -> Result<Self, FastPathError> {
+        let codes = canonical_codes(spec)?;
+        let mut lookup = Box::new([0u16; 1 << FAST_BITS]);
+        let mut fast = Box::new([0i32; 1 << FAST_BITS]);
+        for (sym, &(code, len)) in codes.iter().enumerate() {
+            let len = u32::from(len);
+            if len == 0 || len > FAST_BITS {
+                continue;
+            }
+            let shift = FAST_BITS - len;
+            let first = usize::from(code) << shift;
+            for i in first..first + (1 << shift) {
+                lookup[i] = (len as u16) << 8 | sym as u16;
+                let (run, size) = if is_ac {
+                    ((sym >> 4) as u32, (sym & 15) as u32)
+                } else {
+                    (0, sym as u32)
+                };
+                if size > 15 || len + size > FAST_BITS {
+                    continue;
+                }
+                let bits = ((i >> (FAST_BITS - len - size)) & ((1 << size) - 1)) as i32;
+                let value = extend(bits, size);
+                // Run/size pairs with size 0 other than ZRL end the block,
+                // as in libjpeg.
+                let eob = if is_ac && size == 0 && run != 15 {
+                    FAST_EOB
+                } else {
+                    0
+                };
+                fast[i] = value << 16 | eob | (run as i32) << 4 | (len + size) as i32;
+            }
+        }
+        let mut maxcode = [-1i32; 17];
+        let mut delta = [0i32; 17];
+        let mut code = 0i32;
+        let mut k = 0i32;
+        for len in 1..=16 {
+            let n = i32::from(spec.counts[len - 1]);
+            if n > 0 {
+                delta[len] = k - code;
+                maxcode[len] = code + n - 1;
+            }
+            code = (code + n) << 1;
+            k += n;
+        }
+        Ok(DecodeTable {
+            lookup,
+            fast,
+            maxcode,
+            delta,
+            values: spec.values.clone(),
+        })
+    }
+}
+
+#[inline(always)]
+fn extend(bits: i32, size: u32) -> i32 {
+    if size == 0 {
+        0
+    } else if bits < (1 << (size - 1)) {
+        bits - (1 << size) + 1
+    } else {
+        bits
+    }
+}
+
+#[inline(always)]
+fn has_ff_byte(w: u64) -> bool {
+    let v = !w;
+    (v.wrapping_sub(0x0101_0101_0101_0101) & w & 0x8080_8080_8080_8080) != 0
+}
+
+/// Reads entropy-coded bits from one restart interval (or the whole scan).
+///
+/// `Copy` so that a block is decoded on a local copy whose fields stay in
+/// registers (only the cold byte-wise refill takes it by value).
+#[derive(Clone, Copy)]
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    /// Next raw byte to load.
+    pos: usize,
+    buf: u64,
+    bits: u32,
+    /// Zero bytes loaded past a marker or the end of the data.
+    fake: u32,
+    marker_hit: bool,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(data: &'a [u8], pos: usize) -> Self {
+        BitReader {
+            data,
+            pos,
+            buf: 0,
+            bits: 0,
+            fake: 0,
+            marker_hit: false,
+        }
+    }
+
+    #[inline(always)]
+    fn refill(&mut self) {
+        if self.bits > 32 {
+            return;
+        }
+        if self.fake == 0 {
+            if let Some(b) = self.data.get(self.pos..self.pos + 8) {
+                let w = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                if !has_ff_byte(w) {
+                    let n = (64 - self.bits) / 8;
+                    let add = if n == 8 {
+                        w
+                    } else {
+                        w & !(u64::MAX >> (8 * n))
+                    };
+                    self.buf |= add >> self.bits;
+                    self.bits += 8 * n;
+                    self.pos += n as usize;
+                    return;
+                }
+            }
+        }
+        *self = self.refill_slow();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill_slow(mut self) -> Self {
+        while self.bits <= 56 {
+            let byte = if self.marker_hit || self.pos >= self.data.len() {
+                self.fake += 1;
+                0
+            } else {
+                let b = self.data[self.pos];
+                if b != 0xFF {
+                    self.pos += 1;
+                    b
+                } else if self.data.get(self.pos + 1) == Some(&0) {
+                    self.pos += 2;
+                    0xFF
+                } else {
+                    self.marker_hit = true;
+                    self.fake += 1;
+                    0
+                }
+            };
+            self.buf |= u64::from(byte) << (56 - self.bits);
+            self.bits += 8;
+        }
+        self
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.buf <<= n;
+        self.bits -= n;
+    }
+
+    #[inline(always)]
+    fn decode(&mut self, t: &DecodeTable) -> Result<u8, FastPathError> {
+        let e = t.lookup[(self.buf >> (64 - FAST_BITS)) as usize];
+        if e != 0 {
+            self.consume(u32::from(e >> 8));
+            return Ok(e as u8);
+        }
+        let code16 = (self.buf >> 48) as i32;
+        for len in FAST_BITS as usize + 1..=16 {
+            let code = code16 >> (16 - len);
+            if code <= t.maxcode[len] {
+                self.consume(len as u32);
+                let k = (code + t.delta[len]) as usize;
+                return t
+                    .values
+                    .get(k)
+                    .copied()
+                    .ok_or_else(|| FastPathError::Corrupt("bad huffman code".into()));
+            }
+        }
+        Err(FastPathError::Corrupt("bad huffman code".into()))
+    }
+
+    #[inline(always)]
+    fn receive_extend(&mut self, size: u32) -> i32 {
+        if size == 0 {
+            return 0;
+        }
+        let bits = (self.buf >> (64 - size)) as i32;
+        self.consume(size);
+        extend(bits, size)
+    }
+
+    /// Decodes one block into `out` (zigzag order; `out` must be zero on entry
+    /// when its values matter), updating the DC predictor.
+    #[inline(always)]
+    pub fn decode_block(
+        &mut self,
+        dc: &DecodeTable,
+        ac: &DecodeTable,
+        pred: &mut i32,
+        out: &mut [i16; 64],
+    ) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let mut p = *pred;
+        let result = r.decode_block_here(dc, ac, &mut p, out);
+        *self = r;
+        *pred = p;
+        result
+    }
+
+    #[inline(always)]
+    fn decode_block_here(
+        &mut self,
+        dc: &DecodeTable,
+        ac: &DecodeTable,
+        pred: &mut i32,
+        out: &mut [i16; 64],
+    ) -> Result<(), FastPathError> {
+        self.refill();
+        let e = dc.fast[(self.buf >> (64 - FAST_BITS)) as usize];
+        if e != 0 {
+            self.consume((e & 15) as u32);
+            *pred += e >> 16;
+        } else {
+            let s = u32::from(self.decode(dc)?);
+            if s > 11 {
+                return Err(FastPathError::Corrupt("dc difference out of range".into()));
+            }
+            *pred += self.receive_extend(s);
+        }
+        if !(-32768..=32767).contains(pred) {
+            return Err(FastPathError::Corrupt("dc value out of range".into()));
+        }
+        out[0] = *pred as i16;
+        let mut k = 1usize;
+        while k < 64 {
+            self.refill();
+            let e = ac.fast[(self.buf >> (64 - FAST_BITS)) as usize];
+            if e != 0 {
+                self.consume((e & 15) as u32);
+                if e & FAST_EOB != 0 {
+                    break;
+                }
+                k += ((e >> 4) & 15) as usize;
+                if k > 63 {
+                    return Err(FastPathError::Corrupt(
+                        "ac coefficient past the block".into(),
+                    ));
+                }
+                out[k] = (e >> 16) as i16;
+                k += 1;
+                continue;
+            }
+            let rs = self.decode(ac)?;
+            let (run, size) = (usize::from(rs >> 4), u32::from(rs & 15));
+            if size == 0 {
+                if run == 15 {
+                    k += 16;
+                    continue;
+                }
+                break;
+            }
+            if size > 10 {
+                return Err(FastPathError::Corrupt("ac value out of range".into()));
+            }
+            k += run;
+            if k > 63 {
+                return Err(FastPathError::Corrupt(
+                    "ac coefficient past the block".into(),
+                ));
+            }
+            out[k] = self.receive_extend(size) as i16;
+            k += 1;
+        }
+        Ok(())
+    }
+
+    /// Errs when the bits decoded so far ran past the real data (a truncated
+    /// or corrupt interval).
+    pub fn check_not_overrun(&self) -> Result<(), FastPathError> {
+        if self.fake * 8 > self.bits {
+            Err(FastPathError::Corrupt(
+                "entropy-coded data truncated".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The file offset of the byte holding the next unread bit, and how many
+    /// of that byte's bits (from the top) are already read.
+    pub fn position(&self) -> Result<(usize, u32), FastPathError> {
+        self.check_not_overrun()?;
+        let pending = self.bits.div_ceil(8);
+        let real_back = pending - self.fake;
+        let mut pos = self.pos;
+        for _ in 0..real_back {
+            pos -= 1;
+            if self.data[pos] == 0 && pos > 0 && self.data[pos - 1] == 0xFF {
+                pos -= 1;
+            }
+        }
+        Ok((pos, (8 - self.bits % 8) % 8))
+    }
+
+    /// Where the entropy-coded data of this interval ends: the offset of the
+    /// marker that follows (its first 0xFF), or the end of the data.
+    pub fn end_of_data(&self) -> usize {
+        let (mut pos, _) = match self.position() {
+            Ok(p) => p,
+            Err(_) => (self.pos, 0),
+        };
+        while pos < self.data.len() {
+            if self.data[pos] == 0xFF {
+                match self.data.get(pos + 1) {
+                    Some(0) => pos += 2,
+                    _ => return pos,
+                }
+            } else {
+                pos += 1;
+            }
+        }
+        self.data.len()
+    }
+
+    /// Skips the restart marker that must end this interval and resets the
+    /// reader to the byte after it.
+    pub fn restart(&mut self, expected: u8) -> Result<(), FastPathError> {
+        self.check_not_overrun()?;
+        let mut pos = self.end_of_data();
+        while self.data.get(pos) == Some(&0xFF) && self.data.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        if self.data.get(pos + 1) != Some(&(0xD0 + expected)) {
+            return Err(FastPathError::Corrupt(
+                "missing or out-of-order restart marker".into(),
+            ));
+        }
+        *self = BitReader::new(self.data, pos + 2);
+        Ok(())
+    }
+}
+
+/// An encoding table: code and length per symbol (length 0 = missing).
+pub(crate) struct EncodeTable {
+    codes: [(u16, u8); 256],
+}
+
+impl EncodeTable {
+    pub fn new(spec: &HuffSpec) -> Result<Self, FastPathError> {
+        Ok(EncodeTable {
+            codes: canonical_codes(spec)?,
+        })
+    }
+}
+
+/// A symbol the table lacks, or a value that no baseline code can carry.
+#[derive(Debug)]
+pub(crate) struct MissingSymbol;
+
+/// Writes entropy-coded bits with 0xFF00 stuffing.
+pub(crate) struct BitWriter {
+    pub out: Vec<u8>,
+    acc: u64,
+    nbits: u32,
+}
+
+#[inline(always)]
+fn category(v: i32) -> u32 {
+    32 - v.unsigned_abs().leading_zeros()
+}
+
+impl BitWriter {
+    /// A writer that continues after `out`, with `prefix_len` bits of
+    /// `prefix` (right-aligned) already in the current byte.
+    pub fn new(out: Vec<u8>, prefix: u8, prefix_len: u32) -> Self {
+        BitWriter {
+            out,
+            acc: u64::from(prefix) & ((1 << prefix_len) - 1),
+            nbits: prefix_len,
+        }
+    }
+
+    /// Appends `len` (at most 32) bits; whole 32-bit words go out at once,
+    /// byte by byte only when one of their bytes is 0xFF (to stuff it).
+    #[inline(always)]
+    fn put(&mut self, code: u32, len: u32) {
+        self.acc = (self.acc << len) | u64::from(code);
+        self.nbits += len;
+        if self.nbits >= 32 {
+            self.nbits -= 32;
+            let w = (self.acc >> self.nbits) as u32;
+            let bytes = w.to_be_bytes();
+            if (!w).wrapping_sub(0x0101_0101) & w & 0x8080_8080 == 0 {
+                self.out.extend_from_slice(&bytes);
+            } else {
+                for b in bytes {
+                    self.out.push(b);
+                    if b == 0xFF {
+                        self.out.push(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pads the last byte with 1-bits and writes out every pending byte.
+    pub fn pad(&mut self) {
+        let fill = (8 - self.nbits % 8) % 8;
+        self.acc = (self.acc << fill) | ((1 << fill) - 1);
+        self.nbits += fill;
+        while self.nbits >= 8 {
+            self.nbits -= 8;
+            let b = (self.acc >> self.nbits) as u8;
+            self.out.push(b);
+            if b == 0xFF {
+                self.out.push(0);
+            }
+        }
+    }
+
+    /// Pads and writes a restart marker.
+    pub fn restart(&mut self, n: u8) {
+        self.pad();
+        self.out.extend_from_slice(&[0xFF, 0xD0 + (n & 7)]);
+    }
+
+    /// Encodes one block (zigzag order) and updates the DC predictor.
+    pub fn encode_block(
+        &mut self,
+        dc: &EncodeTable,
+        ac: &EncodeTable,
+        pred: &mut i32,
+        block: &[i16; 64],
+    ) -> Result<(), MissingSymbol> {
+        let diff = i32::from(block[0]) - *pred;
+        *pred = i32::from(block[0]);
+        let s = category(diff);
+        if s > 11 {
+            return Err(MissingSymbol);
+        }
+        let (code, len) = dc.codes[s as usize];
+        if len == 0 {
+            return Err(MissingSymbol);
+        }
+        self.put(
+            u32::from(code) << s | value_bits(diff, s),
+            u32::from(len) + s,
+        );
+        // Visit only the non-zero coefficients.
+        let mut nonzero = 0u64;
+        for (k, &c) in block.iter().enumerate().skip(1) {
+            nonzero |= u64::from(c != 0) << k;
+        }
+        let mut last = 0u32;
+        while nonzero != 0 {
+            let k = nonzero.trailing_zeros();
+            nonzero &= nonzero - 1;
+            let mut run = k - last - 1;
+            last = k;
+            while run >= 16 {
+                self.put_symbol(ac, 0xF0)?;
+                run -= 16;
+            }
+            let v = i32::from(block[k as usize]);
+            let s = category(v);
+            if s > 10 {
+                return Err(MissingSymbol);
+            }
+            let (code, len) = ac.codes[(run << 4 | s) as usize];
+            if len == 0 {
+                return Err(MissingSymbol);
+            }
+            self.put(u32::from(code) << s | value_bits(v, s), u32::from(len) + s);
+        }
+        if last < 63 {
+            self.put_symbol(ac, 0x00)?;
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn put_symbol(&mut self, t: &EncodeTable, sym: u8) -> Result<(), MissingSymbol> {
+        let (code, len) = t.codes[usize::from(sym)];
+        if len == 0 {
+            return Err(MissingSymbol);
+        }
+        self.put(u32::from(code), u32::from(len));
+        Ok(())
+    }
+}
+
+#[inline(always)]
+fn value_bits(v: i32, s: u32) -> u32 {
+    let v = if v < 0 { v - 1 } else { v };
+    (v as u32) & ((1 << s) - 1)
+}
+
+/// Symbol counts of one table, for building optimal codes.
+pub(crate) struct Frequencies(pub [u32; 256]);
+
+impl Frequencies {
+    pub fn new() -> Self {
+        Frequencies([0; 256])
+    }
+}
+
+/// Counts the symbols a block will need (DC into `dc`, AC into `ac`).
+pub(crate) fn count_block(
+    dc: &mut Frequencies,
+    ac: &mut Frequencies,
+    pred: &mut i32,
+    block: &[i16; 64],
+) {
+    let diff = i32::from(block[0]) - *pred;
+    *pred = i32::from(block[0]);
+    dc.0[category(diff).min(15) as usize] += 1;
+    let mut run = 0u32;
+    for &c in &block[1..] {
+        if c == 0 {
+            run += 1;
+            continue;
+        }
+        while run >= 16 {
+            ac.0[0xF0] += 1;
+            run -= 16;
+        }
+        ac.0[(run << 4 | category(i32::from(c)).min(15)) as usize] += 1;
+        run = 0;
+    }
+    if run > 0 {
+        ac.0[0] += 1;
+    }
+}
+
+/// Optimal code lengths limited to 16 bits (JPEG Annex K.2, as in libjpeg).
+pub(crate) fn optimal_table(freq: &Frequencies) -> HuffSpec {
+    let mut f = [0i64; 257];
+    for (i, &c) in freq.0.iter().enumerate() {
+        f[i] = i64::from(c);
+    }
+    if f.iter().all(|&c| c == 0) {
+        f[0] = 1;
+    }
+    f[256] = 1; // reserved so that no code is all ones
+    let mut codesize = [0usize; 257];
+    let mut others = [-1i32; 257];
+    loop {
+        let mut c1: i32 = -1;
+        let mut v = i64::MAX;
+        for (i, &fi) in f.iter().enumerate() {
+            if fi > 0 && fi <= v {
+                v = fi;
+                c1 = i as i32;
+            }
+        }
+        let mut c2: i32 = -1;
+        v = i64::MAX;
+        for (i, &fi) in f.iter().enumerate() {
+            if fi > 0 && fi <= v && i as i32 != c1 {
+                v = fi;
+                c2 = i as i32;
+            }
+        }
+        if c2 < 0 {
+            break;
+        }
+        let (mut a, mut b) = (c1 as usize, c2 as usize);
+        f[a] += f[b];
+        f[b] = 0;
+        codesize[a] += 1;
+        while others[a] >= 0 {
+            a = others[a] as usize;
+            codesize[a] += 1;
+        }
+        others[a] = c2;
+        codesize[b] += 1;
+        while others[b] >= 0 {
+            b = others[b] as usize;
+            codesize[b] += 1;
+        }
+    }
+    let mut bits = [0i32; 33];
+    for &cs in codesize.iter() {
+        if cs > 0 {
+            bits[cs.min(32)] += 1;
+        }
+    }
+    let mut i = 32;
+    while i > 16 {
+        while bits[i] > 0 {
+            let mut j = i - 2;
+            while bits[j] == 0 {
+                j -= 1;
+            }
+            bits[i] -= 2;
+            bits[i - 1] += 1;
+            bits[j + 1] += 2;
+            bits[j] -= 1;
+        }
+        i -= 1;
+    }
+    while bits[i] == 0 {
+        i -= 1;
+    }
+    bits[i] -= 1; // drop the reserved code
+    let mut counts = [0u8; 16];
+    for (l, c) in counts.iter_mut().enumerate() {
+        *c = bits[l + 1] as u8;
+    }
+    let mut values = Vec::new();
+    for len in 1..=32 {
+        for (sym, &cs) in codesize.iter().enumerate().take(256) {
+            if cs == len {
+                values.push(sym as u8);
+            }
+        }
+    }
+    HuffSpec { counts, values }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(blocks: &[[i16; 64]], spec_dc: &HuffSpec, spec_ac: &HuffSpec) {
+        let (edc, eac) = (
+            EncodeTable::new(spec_dc).unwrap(),
+            EncodeTable::new(spec_ac).unwrap(),
+        );
+        let mut w = BitWriter::new(vec![0xAA], 0, 0);
+        let mut pred = 0;
+        for b in blocks {
+            w.encode_block(&edc, &eac, &mut pred, b).unwrap();
+        }
+        w.pad();
+        w.out.extend_from_slice(&[0xFF, 0xD9]);
+        let (ddc, dac) = (
+            DecodeTable::new(spec_dc, false).unwrap(),
+            DecodeTable::new(spec_ac, true).unwrap(),
+        );
+        let mut r = BitReader::new(&w.out, 1);
+        let mut pred = 0;
+        for b in blocks {
+            let mut out = [0i16; 64];
+            r.decode_block(&ddc, &dac, &mut pred, &mut out).unwrap();
+            assert_eq!(&out, b);
+        }
+        r.check_not_overrun().unwrap();
+        assert_eq!(r.end_of_data(), w.out.len() - 2);
+    }
+
+    fn sample_blocks() -> Vec<[i16; 64]> {
+        let mut blocks = Vec::new();
+        let mut x: u32 = 12345;
+        for i in 0..300 {
+            let mut b = [0i16; 64];
+            for (k, c) in b.iter_mut().enumerate() {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let r = (x >> 16) % 1000;
+                if r < 60 / (k as u32 / 8 + 1) + 5 {
+                    *c = ((x >> 8) % 2047) as i16 - 1023;
+                } else if r < 300 && k < 20 {
+                    *c = ((x >> 8) % 7) as i16 - 3;
+                }
+            }
+            b[0] = (i as i16 % 200) * 5 - 500;
+            if i % 7 == 0 {
+                b[63] = -1;
+            }
+            blocks.push(b);
+        }
+        blocks
+    }
+
+    #[test]
+    fn optimal_tables_roundtrip_every_block() {
+        let blocks = sample_blocks();
+        let (mut dc, mut ac) = (Frequencies::new(), Frequencies::new());
+        let mut pred = 0;
+        for b in &blocks {
+            count_block(&mut dc, &mut ac, &mut pred, b);
+        }
+        let (sdc, sac) = (optimal_table(&dc), optimal_table(&ac));
+        assert!(sdc.counts.iter().map(|&c| usize::from(c)).sum::<usize>() == sdc.values.len());
+        roundtrip(&blocks, &sdc, &sac);
+    }
+
+    #[test]
+    fn optimal_codes_never_exceed_16_bits_for_skewed_counts() {
+        let mut f = Frequencies::new();
+        for i in 0..200 {
+            // Fibonacci-like counts force deep trees.
+            f.0[i] = if i < 30 { 1u32 << i.min(30) } else { 1 };
+        }
+        let spec = optimal_table(&f);
+        assert_eq!(spec.values.len(), 200);
+        let codes = canonical_codes(&spec).unwrap();
+        assert!(codes.iter().all(|&(_, l)| l <= 16));
+        // No code is all ones.
+        assert!(codes
+            .iter()
+            .all(|&(c, l)| l == 0 || u32::from(c) != (1u32 << l) - 1));
+    }
+
+    #[test]
+    fn a_missing_symbol_is_reported_not_encoded() {
+        let spec = HuffSpec {
+            counts: [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            values: vec![0],
+        };
+        let t = EncodeTable::new(&spec).unwrap();
+        let mut w = BitWriter::new(Vec::new(), 0, 0);
+        let mut b = [0i16; 64];
+        let mut pred = 0;
+        assert!(w.encode_block(&t, &t, &mut pred, &b).is_ok());
+        b[5] = 3;
+        assert!(w.encode_block(&t, &t, &mut pred, &b).is_err());
+    }
+
+    #[test]
+    fn the_position_of_a_bit_skips_stuffed_zeros() {
+        // Bytes: 0x12, 0xFF 0x00 (data 0xFF), 0x34, then a marker.
+        let data = [0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD9];
+        let mut r = BitReader::new(&data, 0);
+        r.refill();
+        r.consume(12);
+        assert_eq!(r.position().unwrap(), (1, 4));
+        r.consume(4);
+        assert_eq!(r.position().unwrap(), (3, 0));
+        r.consume(3);
+        assert_eq!(r.position().unwrap(), (3, 3));
+        assert_eq!(r.end_of_data(), 4);
+        r.consume(6);
+        assert!(r.check_not_overrun().is_err());
+    }
+}

@@ -1,0 +1,759 @@
+//! The JPEG fast path: stamp a mark on a baseline JPEG by re-encoding only
+//! the rows from the first MCU under the mark, bit-exact elsewhere.
+//!
+//! How it works (see `docs/fastpath.md`):
+//! 1. [`markers`] parses the header and refuses what only the full path can
+//!    do ([`FastPathError::Unsupported`]).
+//! 2. The scan is walked (Huffman-decoded without storing anything) up to
+//!    the first MCU the mark touches; with restart intervals the walk starts
+//!    at the restart marker before that MCU instead. Every byte before that
+//!    bit is copied; the bits of the seam byte that belong to earlier MCUs
+//!    are carried into the encoder, which stuffs 0xFF as needed.
+//! 3. The rest of the scan is decoded into coefficients. Each MCU under the
+//!    mark is decoded to pixels, blended with [`crate::compose::blend`] in
+//!    RGB, and only the blocks whose pixels changed are transformed and
+//!    quantised again with the image's own tables; every other block keeps
+//!    its coefficients.
+//! 4. The tail is entropy-coded with the image's tables, continuing the DC
+//!    predictors and the restart sequence. When those (optimised) tables lack
+//!    a symbol, the whole scan is re-encoded with fresh optimal tables — still
+//!    lossless outside the mark.
+
+mod dct;
+mod huffman;
+mod markers;
+
+use crate::compose::blend::{blend_channel, effective_alpha};
+use huffman::{BitReader, BitWriter, DecodeTable, EncodeTable, Frequencies};
+use markers::{Header, HuffSpec};
+
+/// Why the fast path did not produce an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FastPathError {
+    /// Valid input the fast path does not cover: take the full path.
+    #[error("not covered by the jpeg fast path: {0}")]
+    Unsupported(&'static str),
+    /// The input is not a decodable JPEG.
+    #[error("corrupt jpeg: {0}")]
+    Corrupt(String),
+}
+
+/// A stamped JPEG and what it took.
+#[derive(Clone)]
+pub struct Stamped {
+    pub jpeg: Vec<u8>,
+    /// `jpeg[..copied_bytes]` is the input's first `copied_bytes` bytes.
+    pub copied_bytes: usize,
+    /// Blocks whose coefficients were computed again from blended pixels.
+    pub blocks_changed: usize,
+    /// The image's Huffman tables lacked a symbol: the whole scan was
+    /// re-encoded with fresh optimal tables.
+    pub rebuilt_tables: bool,
+}
+
+impl std::fmt::Debug for Stamped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stamped")
+            .field("jpeg_bytes", &self.jpeg.len())
+            .field("copied_bytes", &self.copied_bytes)
+            .field("blocks_changed", &self.blocks_changed)
+            .field("rebuilt_tables", &self.rebuilt_tables)
+            .finish()
+    }
+}
+
+/// A straight-alpha RGBA8 mark placed with its top-left corner at `(x, y)`.
+#[derive(Clone, Copy)]
+pub struct Mark<'a> {
+    pub rgba: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    pub x: u32,
+    pub y: u32,
+    /// Opacity in 0..=255, applied on top of the mark's alpha.
+    pub opacity: u8,
+}
+
+/// Stamps `mark_rgba` (straight RGBA8, `mark_w` x `mark_h`) at `(x, y)` on a
+/// baseline JPEG; a mark crossing the right or bottom edge is clipped.
+pub fn stamp_baseline(
+    jpeg: &[u8],
+    mark_rgba: &[u8],
+    mark_w: u32,
+    mark_h: u32,
+    x: u32,
+    y: u32,
+    opacity_u8: u8,
+) -> Result<Vec<u8>, FastPathError> {
+    let mark = Mark {
+        rgba: mark_rgba,
+        width: mark_w,
+        height: mark_h,
+        x,
+        y,
+        opacity: opacity_u8,
+    };
+    stamp(jpeg, &mark).map(|s| s.jpeg)
+}
+
+/// [`stamp_baseline`] with a report of what was done.
+pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
+    let expected = mark.width as usize * mark.height as usize * 4;
+    if mark.rgba.len() != expected {
+        return Err(FastPathError::Unsupported(
+            "mark buffer does not match its size",
+        ));
+    }
+    let hdr = markers::parse(jpeg)?;
+    let scan = Scan::new(&hdr)?;
+    let (w, h) = (hdr.width, hdr.height);
+    let (mx, my) = (mark.x as usize, mark.y as usize);
+    if mark.width == 0 || mark.height == 0 || mx >= w || my >= h {
+        return Err(FastPathError::Unsupported("mark outside the image"));
+    }
+    let rect = Rect {
+        x0: mx,
+        y0: my,
+        x1: (mx + mark.width as usize).min(w),
+        y1: (my + mark.height as usize).min(h),
+    };
+    let (mcu_w, mcu_h) = hdr.mcu_size();
+    let (mcus_per_row, mcu_rows) = hdr.mcu_grid();
+    let (col0, col1) = (rect.x0 / mcu_w, (rect.x1 - 1) / mcu_w);
+    let (row0, row1) = (rect.y0 / mcu_h, (rect.y1 - 1) / mcu_h);
+    let first = row0 * mcus_per_row + col0;
+    let total = mcus_per_row * mcu_rows;
+    let bpm = scan.plan.len();
+    check_size(jpeg, &hdr, total * bpm)?;
+
+    // Walk to the seam.
+    let (mut reader, mut preds) = scan.walk_to(jpeg, first)?;
+    let (seam, seam_bits) = reader.position()?;
+    let preds_at_seam = preds.clone();
+
+    // Decode the tail.
+    let mut tail = vec![[0i16; 64]; (total - first) * bpm];
+    scan.decode(&mut reader, &mut preds, first, total, &mut tail)?;
+    reader.check_not_overrun()?;
+    let scan_end = reader.end_of_data();
+    check_end_of_image(jpeg, scan_end)?;
+
+    // Blend the MCUs under the mark.
+    let mut blocks_changed = 0;
+    let mut blender = Blender::new(&hdr, rect, *mark);
+    for row in row0..=row1 {
+        for col in col0..=col1 {
+            let t = row * mcus_per_row + col - first;
+            let origin = (col * mcu_w, row * mcu_h);
+            blocks_changed += blender.stamp_mcu(&mut tail[t * bpm..(t + 1) * bpm], origin);
+        }
+    }
+
+    // Entropy-code the tail after the copied bytes.
+    let mut out = Vec::with_capacity(jpeg.len() + 4096);
+    out.extend_from_slice(&jpeg[..seam]);
+    let prefix = if seam_bits > 0 {
+        jpeg[seam] >> (8 - seam_bits)
+    } else {
+        0
+    };
+    let mut writer = BitWriter::new(out, prefix, seam_bits);
+    let mut preds = preds_at_seam;
+    let tables = scan.encode_tables(&hdr)?;
+    match scan.encode(&mut writer, &tables, &mut preds, first, total, &tail) {
+        Ok(()) => {
+            writer.pad();
+            let mut out = writer.out;
+            out.extend_from_slice(&jpeg[scan_end..]);
+            Ok(Stamped {
+                jpeg: out,
+                copied_bytes: seam,
+                blocks_changed,
+                rebuilt_tables: false,
+            })
+        }
+        Err(huffman::MissingSymbol) => {
+            let jpeg = rebuild_with_optimal_tables(jpeg, &hdr, &scan, first, &tail, scan_end)?;
+            let copied_bytes = hdr.dht_ranges.first().map_or(hdr.sos_offset, |r| r.0);
+            Ok(Stamped {
+                jpeg,
+                copied_bytes,
+                blocks_changed,
+                rebuilt_tables: true,
+            })
+        }
+    }
+}
+
+/// The decoded coefficients of a baseline JPEG, in MCU order, for tests and
+/// tools (an exact view of what the fast path keeps).
+#[derive(Clone)]
+pub struct Coefficients {
+    pub width: usize,
+    pub height: usize,
+    pub mcu_width: usize,
+    pub mcu_height: usize,
+    pub mcus_per_row: usize,
+    pub mcu_rows: usize,
+    /// Blocks (h, v) each component contributes to an MCU.
+    pub components: Vec<(usize, usize)>,
+    /// Quantisation table of each component, zigzag order.
+    pub quant: Vec<[u16; 64]>,
+    /// Every block, MCU by MCU, zigzag order, quantised.
+    pub blocks: Vec<[i16; 64]>,
+}
+
+impl std::fmt::Debug for Coefficients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coefficients")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("components", &self.components)
+            .field("blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl Coefficients {
+    /// Blocks per MCU.
+    pub fn blocks_per_mcu(&self) -> usize {
+        self.components.iter().map(|(h, v)| h * v).sum()
+    }
+
+    /// The component of block `i` and the full-resolution pixel rectangle
+    /// `(x0, y0, x1, y1)` it covers (may extend past the image).
+    pub fn block_area(&self, i: usize) -> (usize, (usize, usize, usize, usize)) {
+        let bpm = self.blocks_per_mcu();
+        let (m, mut b) = (i / bpm, i % bpm);
+        let (ox, oy) = (
+            (m % self.mcus_per_row) * self.mcu_width,
+            (m / self.mcus_per_row) * self.mcu_height,
+        );
+        for (c, &(h, v)) in self.components.iter().enumerate() {
+            if b < h * v {
+                let (sx, sy) = (self.mcu_width / (8 * h), self.mcu_height / (8 * v));
+                let (bx, by) = (b % h, b / h);
+                let x0 = ox + bx * 8 * sx;
+                let y0 = oy + by * 8 * sy;
+                return (c, (x0, y0, x0 + 8 * sx, y0 + 8 * sy));
+            }
+            b -= h * v;
+        }
+        (0, (ox, oy, ox, oy))
+    }
+
+    /// Row-major samples of block `i` (dequantised, IDCT, level-shifted,
+    /// rounded and clamped), for comparison with a decoder's output.
+    pub fn block_samples(&self, i: usize) -> [u8; 64] {
+        let (c, _) = self.block_area(i);
+        let s = dct::idct(&self.blocks[i], &self.quant[c]);
+        std::array::from_fn(|k| dct::to_u8(s[k]))
+    }
+}
+
+/// Decodes every coefficient of a baseline JPEG.
+pub fn read_coefficients(jpeg: &[u8]) -> Result<Coefficients, FastPathError> {
+    let hdr = markers::parse(jpeg)?;
+    let scan = Scan::new(&hdr)?;
+    let (mcus_per_row, mcu_rows) = hdr.mcu_grid();
+    let total = mcus_per_row * mcu_rows;
+    check_size(jpeg, &hdr, total * scan.plan.len())?;
+    let mut blocks = vec![[0i16; 64]; total * scan.plan.len()];
+    let mut reader = BitReader::new(jpeg, hdr.scan_start);
+    let mut preds = vec![0; hdr.comps.len()];
+    scan.decode(&mut reader, &mut preds, 0, total, &mut blocks)?;
+    reader.check_not_overrun()?;
+    let (mcu_width, mcu_height) = hdr.mcu_size();
+    Ok(Coefficients {
+        width: hdr.width,
+        height: hdr.height,
+        mcu_width,
+        mcu_height,
+        mcus_per_row,
+        mcu_rows,
+        components: (0..hdr.comps.len()).map(|c| hdr.blocks_of(c)).collect(),
+        quant: hdr
+            .comps
+            .iter()
+            .map(|c| hdr.qt[c.tq].unwrap_or([1; 64]))
+            .collect(),
+        blocks,
+    })
+}
+
+/// Every block takes at least two bits (a DC code and an end-of-block code),
+/// so a frame declaring more blocks than the data can hold is truncated:
+/// refused before anything is allocated or walked.
+fn check_size(jpeg: &[u8], hdr: &Header, blocks: usize) -> Result<(), FastPathError> {
+    let bytes = jpeg.len().saturating_sub(hdr.scan_start);
+    if blocks > bytes.saturating_mul(4) + 64 {
+        return Err(FastPathError::Corrupt(format!(
+            "truncated: {blocks} blocks declared in {bytes} bytes"
+        )));
+    }
+    Ok(())
+}
+
+struct Rect {
+    x0: usize,
+    y0: usize,
+    x1: usize,
+    y1: usize,
+}
+
+/// The Huffman tables of a scan and the component of each block in an MCU.
+struct Scan {
+    dc: Vec<DecodeTable>,
+    ac: Vec<DecodeTable>,
+    /// Component of each block of an MCU, in order.
+    plan: Vec<usize>,
+    restart_interval: usize,
+    scan_start: usize,
+}
+
+struct EncodeTables {
+    dc: Vec<EncodeTable>,
+    ac: Vec<EncodeTable>,
+}
+
+fn spec(table: &Option<HuffSpec>) -> Result<&HuffSpec, FastPathError> {
+    table
+        .as_ref()
+        .ok_or_else(|| FastPathError::Corrupt("missing huffman table".into()))
+}
+
+impl Scan {
+    fn new(hdr: &Header) -> Result<Self, FastPathError> {
+        let mut dc = Vec::new();
+        let mut ac = Vec::new();
+        let mut plan = Vec::new();
+        for (c, comp) in hdr.comps.iter().enumerate() {
+            dc.push(DecodeTable::new(spec(&hdr.dc[comp.td])?, false)?);
+            ac.push(DecodeTable::new(spec(&hdr.ac[comp.ta])?, true)?);
+            let (h, v) = hdr.blocks_of(c);
+            plan.extend(std::iter::repeat_n(c, h * v));
+        }
+        Ok(Scan {
+            dc,
+            ac,
+            plan,
+            restart_interval: hdr.restart_interval,
+            scan_start: hdr.scan_start,
+        })
+    }
+
+    fn encode_tables(&self, hdr: &Header) -> Result<EncodeTables, FastPathError> {
+        let mut t = EncodeTables {
+            dc: Vec::new(),
+            ac: Vec::new(),
+        };
+        for comp in &hdr.comps {
+            t.dc.push(EncodeTable::new(spec(&hdr.dc[comp.td])?)?);
+            t.ac.push(EncodeTable::new(spec(&hdr.ac[comp.ta])?)?);
+        }
+        Ok(t)
+    }
+
+    /// A reader positioned at the first bit of MCU `target`, and the DC
+    /// predictors there. With restart intervals it starts at the restart
+    /// marker before `target`, without decoding the intervals before it.
+    fn walk_to<'a>(
+        &self,
+        data: &'a [u8],
+        target: usize,
+    ) -> Result<(BitReader<'a>, Vec<i32>), FastPathError> {
+        let ri = self.restart_interval;
+        let (start, from) = if ri > 0 && target >= ri {
+            let interval = target / ri;
+            (
+                after_restart_marker(data, self.scan_start, interval)?,
+                interval * ri,
+            )
+        } else {
+            (self.scan_start, 0)
+        };
+        let mut reader = BitReader::new(data, start);
+        let mut preds = vec![0; self.dc.len()];
+        let mut scratch = [[0i16; 64]; 1];
+        self.decode(&mut reader, &mut preds, from, target, &mut scratch)?;
+        Ok((reader, preds))
+    }
+
+    /// Decodes MCUs `from..to` into `out` (one slot per block, or a single
+    /// scratch slot that is overwritten), crossing restart markers.
+    fn decode(
+        &self,
+        reader: &mut BitReader<'_>,
+        preds: &mut [i32],
+        from: usize,
+        to: usize,
+        out: &mut [[i16; 64]],
+    ) -> Result<(), FastPathError> {
+        let ri = self.restart_interval;
+        let store = out.len() > 1;
+        let bpm = self.plan.len();
+        for m in from..to {
+            if ri > 0 && m > from && m % ri == 0 {
+                reader.restart(((m / ri - 1) % 8) as u8)?;
+                preds.iter_mut().for_each(|p| *p = 0);
+            }
+            for (b, &c) in self.plan.iter().enumerate() {
+                let slot = if store { (m - from) * bpm + b } else { 0 };
+                reader.decode_block(&self.dc[c], &self.ac[c], &mut preds[c], &mut out[slot])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes MCUs `from..to` from `blocks` (which start at MCU `from`).
+    fn encode(
+        &self,
+        writer: &mut BitWriter,
+        tables: &EncodeTables,
+        preds: &mut [i32],
+        from: usize,
+        to: usize,
+        blocks: &[[i16; 64]],
+    ) -> Result<(), huffman::MissingSymbol> {
+        let ri = self.restart_interval;
+        let bpm = self.plan.len();
+        for m in from..to {
+            if ri > 0 && m > from && m % ri == 0 {
+                writer.restart(((m / ri - 1) % 8) as u8);
+                preds.iter_mut().for_each(|p| *p = 0);
+            }
+            for (b, &c) in self.plan.iter().enumerate() {
+                let block = &blocks[(m - from) * bpm + b];
+                writer.encode_block(&tables.dc[c], &tables.ac[c], &mut preds[c], block)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The offset just after the `n`-th (1-based) restart marker of the scan,
+/// checking the marker sequence on the way.
+fn after_restart_marker(data: &[u8], mut pos: usize, n: usize) -> Result<usize, FastPathError> {
+    let mut seen = 0;
+    loop {
+        pos = next_ff(data, pos)
+            .ok_or_else(|| FastPathError::Corrupt("missing restart marker".into()))?;
+        match data.get(pos + 1) {
+            Some(0) => pos += 2,
+            Some(0xFF) => pos += 1,
+            Some(&code) if (0xD0..=0xD7).contains(&code) => {
+                if usize::from(code - 0xD0) != seen % 8 {
+                    return Err(FastPathError::Corrupt("out-of-order restart marker".into()));
+                }
+                seen += 1;
+                pos += 2;
+                if seen == n {
+                    return Ok(pos);
+                }
+            }
+            _ => return Err(FastPathError::Corrupt("missing restart marker".into())),
+        }
+    }
+}
+
+/// The offset of the next 0xFF at or after `pos`, eight bytes at a time.
+fn next_ff(data: &[u8], mut pos: usize) -> Option<usize> {
+    while let Some(b) = data.get(pos..pos + 8) {
+        let w = u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let v = !w;
+        if (v.wrapping_sub(0x0101_0101_0101_0101) & w & 0x8080_8080_8080_8080) != 0 {
+            break;
+        }
+        pos += 8;
+    }
+    data.get(pos..)?
+        .iter()
+        .position(|&b| b == 0xFF)
+        .map(|i| pos + i)
+}
+
+/// After the scan only the end-of-image marker may follow (one scan only).
+fn check_end_of_image(data: &[u8], scan_end: usize) -> Result<(), FastPathError> {
+    let mut pos = scan_end;
+    while data.get(pos) == Some(&0xFF) && data.get(pos + 1) == Some(&0xFF) {
+        pos += 1;
+    }
+    match data.get(pos + 1) {
+        None => Err(FastPathError::Corrupt(
+            "truncated: no end-of-image marker".into(),
+        )),
+        Some(0xD9) => Ok(()),
+        Some(0xD0..=0xD7) => Err(FastPathError::Corrupt(
+            "restart marker after the last mcu".into(),
+        )),
+        Some(_) => Err(FastPathError::Unsupported("more than one scan")),
+    }
+}
+
+/// Blends the mark into the MCUs under it, one MCU at a time, reusing its
+/// sample planes.
+struct Blender<'m> {
+    mark: Mark<'m>,
+    rect: Rect,
+    width: usize,
+    height: usize,
+    mcu_w: usize,
+    mcu_h: usize,
+    n: usize,
+    /// Per component: first block in the MCU, blocks across and down,
+    /// quantisation table.
+    first: [usize; 3],
+    dims: [(usize, usize); 3],
+    quant: [[u16; 64]; 3],
+    /// Per component: sample offset of each pixel column and row of the MCU.
+    col: [Vec<usize>; 3],
+    row: [Vec<usize>; 3],
+    /// Per component: how many pixels share a sample.
+    share: [f32; 3],
+    /// Per component: the MCU's samples and their changes.
+    planes: [Vec<f32>; 3],
+    deltas: [Vec<f32>; 3],
+}
+
+impl<'m> Blender<'m> {
+    fn new(hdr: &Header, rect: Rect, mark: Mark<'m>) -> Self {
+        let (mcu_w, mcu_h) = hdr.mcu_size();
+        let n = hdr.comps.len();
+        let mut b = Blender {
+            mark,
+            rect,
+            width: hdr.width,
+            height: hdr.height,
+            mcu_w,
+            mcu_h,
+            n,
+            first: [0; 3],
+            dims: [(1, 1); 3],
+            quant: [[1; 64]; 3],
+            col: Default::default(),
+            row: Default::default(),
+            share: [1.0; 3],
+            planes: Default::default(),
+            deltas: Default::default(),
+        };
+        let mut first = 0;
+        for c in 0..n {
+            let (h, v) = hdr.blocks_of(c);
+            let (sx, sy) = (mcu_w / (8 * h), mcu_h / (8 * v));
+            b.first[c] = first;
+            b.dims[c] = (h, v);
+            b.quant[c] = hdr.qt[hdr.comps[c].tq].unwrap_or([1; 64]);
+            b.col[c] = (0..mcu_w).map(|x| x / sx).collect();
+            b.row[c] = (0..mcu_h).map(|y| (y / sy) * 8 * h).collect();
+            b.share[c] = (sx * sy) as f32;
+            b.planes[c] = vec![0.0; 64 * h * v];
+            b.deltas[c] = vec![0.0; 64 * h * v];
+            first += h * v;
+        }
+        b
+    }
+
+    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns how
+    /// many of its blocks changed.
+    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> usize {
+        let (n, mark) = (self.n, self.mark);
+        let px0 = self.rect.x0.max(ox);
+        let py0 = self.rect.y0.max(oy);
+        // A mark that reaches the right or bottom edge also covers the
+        // padding of the edge MCUs, as an encoder that replicates the edge
+        // would: a sharp step into stale padding would ring into the
+        // visible pixels.
+        let px1 = if self.rect.x1 == self.width {
+            ox + self.mcu_w
+        } else {
+            self.rect.x1.min(ox + self.mcu_w)
+        };
+        let py1 = if self.rect.y1 == self.height {
+            oy + self.mcu_h
+        } else {
+            self.rect.y1.min(oy + self.mcu_h)
+        };
+        // Decode the blocks the mark reaches.
+        let mut hit = [false; 10];
+        for c in 0..n {
+            let (h, v) = self.dims[c];
+            let (sx, sy) = (self.mcu_w / (8 * h), self.mcu_h / (8 * v));
+            self.deltas[c].iter_mut().for_each(|d| *d = 0.0);
+            for by in 0..v {
+                for bx in 0..h {
+                    let (x0, y0) = (ox + bx * 8 * sx, oy + by * 8 * sy);
+                    if !(x0 < px1 && x0 + 8 * sx > px0 && y0 < py1 && y0 + 8 * sy > py0) {
+                        continue;
+                    }
+                    let i = self.first[c] + by * h + bx;
+                    hit[i] = true;
+                    let s = dct::idct(&blocks[i], &self.quant[c]);
+                    for y in 0..8 {
+                        let at = (by * 8 + y) * 8 * h + bx * 8;
+                        self.planes[c][at..at + 8].copy_from_slice(&s[y * 8..y * 8 + 8]);
+                    }
+                }
+            }
+        }
+        let mut touched = [false; 10];
+        let mw = mark.width as usize;
+        for py in py0..py1 {
+            let ey = py.min(self.height - 1);
+            let (ly, ely) = (py - oy, ey - oy);
+            let mrow = (ey - mark.y as usize) * mw;
+            for px in px0..px1 {
+                // Padding pixels take the blend of the edge pixel they copy.
+                let ex = px.min(self.width - 1);
+                let m = &mark.rgba[(mrow + ex - mark.x as usize) * 4..][..4];
+                let alpha = effective_alpha(m[3], mark.opacity);
+                if alpha == 0 {
+                    continue;
+                }
+                let (lx, elx) = (px - ox, ex - ox);
+                let mut idx = [0usize; 3];
+                let mut own = [0f32; 3];
+                let mut old = [0f32; 3];
+                for c in 0..n {
+                    idx[c] = self.row[c][ly] + self.col[c][lx];
+                    own[c] = self.planes[c][idx[c]];
+                    old[c] = self.planes[c][self.row[c][ely] + self.col[c][elx]];
+                }
+                let new = if n == 3 {
+                    let rgb = dct::ycc_to_rgb(old[0], old[1], old[2]);
+                    dct::rgb_to_ycc([
+                        blend_channel(rgb[0], m[0], alpha),
+                        blend_channel(rgb[1], m[1], alpha),
+                        blend_channel(rgb[2], m[2], alpha),
+                    ])
+                } else {
+                    let g = dct::to_u8(old[0]);
+                    let rgb = [
+                        blend_channel(g, m[0], alpha),
+                        blend_channel(g, m[1], alpha),
+                        blend_channel(g, m[2], alpha),
+                    ];
+                    [dct::rgb_to_ycc(rgb)[0], 0.0, 0.0]
+                };
+                for c in 0..n {
+                    self.deltas[c][idx[c]] += (new[c] - own[c]) / self.share[c];
+                    let h = self.dims[c].0;
+                    let i = idx[c];
+                    let (bx, by) = ((i % (8 * h)) / 8, i / (64 * h));
+                    touched[self.first[c] + by * h + bx] = true;
+                }
+            }
+        }
+        // Quantise again the blocks holding a blended pixel.
+        let mut changed = 0;
+        for c in 0..n {
+            let (h, v) = self.dims[c];
+            for by in 0..v {
+                for bx in 0..h {
+                    let i = self.first[c] + by * h + bx;
+                    if !touched[i] || !hit[i] {
+                        continue;
+                    }
+                    let mut s = [0f32; 64];
+                    for y in 0..8 {
+                        let at = (by * 8 + y) * 8 * h + bx * 8;
+                        for x in 0..8 {
+                            s[y * 8 + x] = self.planes[c][at + x] + self.deltas[c][at + x];
+                        }
+                    }
+                    let coefs = dct::fdct_quantise(&s, &self.quant[c]);
+                    if coefs != blocks[i] {
+                        blocks[i] = coefs;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// The fallback of step 4: decode the blocks before the seam too, build
+/// optimal tables from all coefficients, and write the header (DHT segments
+/// replaced) and the whole scan again.
+fn rebuild_with_optimal_tables(
+    jpeg: &[u8],
+    hdr: &Header,
+    scan: &Scan,
+    first: usize,
+    tail: &[[i16; 64]],
+    scan_end: usize,
+) -> Result<Vec<u8>, FastPathError> {
+    let bpm = scan.plan.len();
+    let (mcus_per_row, mcu_rows) = hdr.mcu_grid();
+    let total = mcus_per_row * mcu_rows;
+    let mut blocks = vec![[0i16; 64]; first * bpm];
+    let mut reader = BitReader::new(jpeg, hdr.scan_start);
+    let mut preds = vec![0; hdr.comps.len()];
+    if first > 0 {
+        scan.decode(&mut reader, &mut preds, 0, first, &mut blocks)?;
+    }
+    blocks.extend_from_slice(tail);
+
+    // Count symbols per table slot, as the encoder will emit them.
+    let mut dc_freq: Vec<Frequencies> = (0..4).map(|_| Frequencies::new()).collect();
+    let mut ac_freq: Vec<Frequencies> = (0..4).map(|_| Frequencies::new()).collect();
+    let ri = hdr.restart_interval;
+    let mut preds = vec![0; hdr.comps.len()];
+    for m in 0..total {
+        if ri > 0 && m > 0 && m % ri == 0 {
+            preds.iter_mut().for_each(|p| *p = 0);
+        }
+        for (b, &c) in scan.plan.iter().enumerate() {
+            let comp = &hdr.comps[c];
+            let (dc, ac) = (&mut dc_freq[comp.td], &mut ac_freq[comp.ta]);
+            huffman::count_block(dc, ac, &mut preds[c], &blocks[m * bpm + b]);
+        }
+    }
+    let mut dht = vec![0xFF, 0xC4, 0, 0];
+    let mut dc_specs: [Option<HuffSpec>; 4] = Default::default();
+    let mut ac_specs: [Option<HuffSpec>; 4] = Default::default();
+    for comp in &hdr.comps {
+        for (class, slot, freq, specs) in [
+            (0u8, comp.td, &dc_freq, &mut dc_specs),
+            (1u8, comp.ta, &ac_freq, &mut ac_specs),
+        ] {
+            if specs[slot].is_some() {
+                continue;
+            }
+            let spec = huffman::optimal_table(&freq[slot]);
+            dht.push(class << 4 | slot as u8);
+            dht.extend_from_slice(&spec.counts);
+            dht.extend_from_slice(&spec.values);
+            specs[slot] = Some(spec);
+        }
+    }
+    let len = dht.len() - 2;
+    dht[2] = (len >> 8) as u8;
+    dht[3] = len as u8;
+    let mut tables = EncodeTables {
+        dc: Vec::new(),
+        ac: Vec::new(),
+    };
+    for comp in &hdr.comps {
+        tables.dc.push(EncodeTable::new(spec(&dc_specs[comp.td])?)?);
+        tables.ac.push(EncodeTable::new(spec(&ac_specs[comp.ta])?)?);
+    }
+
+    let mut out = Vec::with_capacity(jpeg.len() + 4096);
+    let mut pos = 0;
+    for &(start, end) in &hdr.dht_ranges {
+        out.extend_from_slice(&jpeg[pos..start]);
+        pos = end;
+    }
+    out.extend_from_slice(&jpeg[pos..hdr.sos_offset]);
+    out.extend_from_slice(&dht);
+    out.extend_from_slice(&jpeg[hdr.sos_offset..hdr.scan_start]);
+    let mut writer = BitWriter::new(out, 0, 0);
+    let mut preds = vec![0; hdr.comps.len()];
+    scan.encode(&mut writer, &tables, &mut preds, 0, total, &blocks)
+        .map_err(|_| FastPathError::Unsupported("coefficient out of baseline range"))?;
+    writer.pad();
+    let mut out = writer.out;
+    out.extend_from_slice(&jpeg[scan_end..]);
+    Ok(out)
+}
