@@ -17,6 +17,7 @@ mod fetcher;
 pub mod messages;
 mod parser;
 mod persister;
+pub mod queries;
 pub mod site;
 
 pub use cache::Cache;
