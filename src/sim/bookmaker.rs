@@ -161,6 +161,8 @@ struct World {
     global_fault: Option<Fault>,
     faults: HashMap<String, Fault>,
     requests: u64,
+    /// When each game's page was rendered (what a poll saw), for scoring.
+    polls: HashMap<u64, Vec<i64>>,
 }
 
 const TEAMS: &[&str] = &[
@@ -183,6 +185,8 @@ const TEAMS: &[&str] = &[
 ];
 
 impl World {
+    /// Logs one change of the ground truth.
+    #[allow(clippy::too_many_arguments)]
     fn truth(
         &mut self,
         event: u64,
@@ -573,7 +577,13 @@ async fn favbet_api(world: web::Data<Shared>, body: web::Bytes) -> HttpResponse 
     if let Some(response) = faulted(fault, MALFORMED_JSON).await {
         return response;
     }
-    let w = lock(&world);
+    let mut w = lock(&world);
+    if let Some(id) = game.as_deref().and_then(|g| g.parse::<u64>().ok()) {
+        if w.games.contains_key(&id) {
+            w.polls.entry(id).or_default().push(now_us());
+        }
+    }
+    let w = w;
     let answer = |call: &Value| -> Value {
         let id = call["id"].clone();
         let event = asked_event(call).and_then(|e| e.parse::<u64>().ok());
@@ -641,7 +651,10 @@ async fn html_event_page(world: web::Data<Shared>, id: web::Path<String>) -> Htt
     if let Some(response) = faulted(fault, MALFORMED_HTML).await {
         return response;
     }
-    let w = lock(&world);
+    let mut w = lock(&world);
+    if let Some(i) = id.parse::<u64>().ok().filter(|i| w.games.contains_key(i)) {
+        w.polls.entry(i).or_default().push(now_us());
+    }
     match id.parse::<u64>().ok().and_then(|i| w.games.get(&i)) {
         Some(g) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
@@ -660,6 +673,14 @@ async fn truth(world: web::Data<Shared>, q: web::Query<Since>) -> HttpResponse {
     let w = lock(&world);
     let start = w.truth.partition_point(|t| t.at_us <= since);
     HttpResponse::Ok().json(&w.truth[start..])
+}
+
+/// `GET /polls`: when each game's page was served, by game.
+async fn polls(world: web::Data<Shared>) -> HttpResponse {
+    let w = lock(&world);
+    let polls: BTreeMap<String, &Vec<i64>> =
+        w.polls.iter().map(|(g, t)| (g.to_string(), t)).collect();
+    HttpResponse::Ok().json(polls)
 }
 
 async fn set_fault(world: web::Data<Shared>, req: web::Json<FaultRequest>) -> HttpResponse {
@@ -716,6 +737,7 @@ impl Bookmaker {
             global_fault: None,
             faults: HashMap::new(),
             requests: 0,
+            polls: HashMap::new(),
         };
         for _ in 0..args.games {
             world.spawn_game(now, true);
@@ -728,6 +750,7 @@ impl Bookmaker {
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(1 << 20))
                 .route("/truth", web::get().to(truth))
+                .route("/polls", web::get().to(polls))
                 .route("/faults", web::post().to(set_fault))
                 .route("/faults", web::delete().to(clear_faults))
                 .route("/games", web::get().to(games));
@@ -818,6 +841,7 @@ mod tests {
             global_fault: None,
             faults: HashMap::new(),
             requests: 0,
+            polls: HashMap::new(),
         };
         for _ in 0..games {
             w.spawn_game(0, true);

@@ -16,7 +16,7 @@ pub struct OddsSettings {
     pub discovery_interval_ms: u64,
     /// How often each game is polled.
     pub poll_interval_ms: u64,
-    /// Each poll interval is moved by a random amount in ±this.
+    /// Each poll interval is shortened by a random amount up to this.
     pub poll_jitter_ms: u64,
     /// Whole-request timeout (connect + answer + body).
     pub request_timeout_ms: u64,

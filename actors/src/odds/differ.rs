@@ -273,7 +273,10 @@ mod tests {
         }
     }
 
-    fn event(status: &str, markets: &[(&str, bool, &[(&str, f64, bool)])]) -> EventState {
+    /// (market id, suspended, [(outcome id, price, visible)])
+    type MarketSpec<'a> = (&'a str, bool, &'a [(&'a str, f64, bool)]);
+
+    fn event(status: &str, markets: &[MarketSpec]) -> EventState {
         EventState {
             status: status.to_owned(),
             markets: markets

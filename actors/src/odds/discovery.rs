@@ -43,6 +43,8 @@ pub struct Discovery {
     snippet_bytes: usize,
     games: HashMap<String, Watch>,
     stopping: bool,
+    /// Whether a list was applied yet (games found later are polled at once).
+    listed_once: bool,
 }
 
 impl Discovery {
@@ -61,6 +63,7 @@ impl Discovery {
             snippet_bytes,
             games: HashMap::new(),
             stopping: false,
+            listed_once: false,
         }
     }
 
@@ -135,7 +138,12 @@ impl Discovery {
                 self.client.clone(),
                 self.outputs.clone(),
                 self.fetcher_settings.clone(),
-            )
+            );
+            let fetcher = if self.listed_once {
+                fetcher.eager()
+            } else {
+                fetcher
+            }
             .start();
             self.games.insert(
                 event.id,
@@ -146,6 +154,7 @@ impl Discovery {
             );
             started += 1;
         }
+        self.listed_once = true;
         let left: Vec<String> = self
             .games
             .keys()

@@ -36,8 +36,8 @@ pub struct FetcherOutputs {
     pub reports: Recipient<GameReport>,
 }
 
-/// Polls one game every `interval` (± jitter), never with two requests in
-/// flight: a poll (fetch → [`RawPage`] to the Parser pool → [`Snapshot`] to
+/// Polls one game every `interval` (shortened by up to `jitter`, so that
+/// no gap exceeds the interval), never with two requests in flight: a poll (fetch → [`RawPage`] to the Parser pool → [`Snapshot`] to
 /// the Differ, each `send().await`) holds the actor until it ends, and the
 /// next is scheduled from its start. Failures back off (the interval
 /// doubles per failure up to `backoff_max`, or the site's `Retry-After`);
@@ -53,6 +53,8 @@ pub struct Fetcher {
     seq: u64,
     failures: u32,
     stale: bool,
+    /// Poll at once rather than at a random point of the first interval.
+    eager: bool,
 }
 
 /// How one poll ended.
@@ -82,7 +84,15 @@ impl Fetcher {
             seq: 0,
             failures: 0,
             stale: false,
+            eager: false,
         }
+    }
+
+    /// Polls at once when started (a game that appeared while watching),
+    /// instead of spreading the first poll over the interval.
+    pub fn eager(mut self) -> Fetcher {
+        self.eager = true;
+        self
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
@@ -175,7 +185,7 @@ impl Fetcher {
                     ctx.stop();
                     return;
                 }
-                let delay = self.jittered(self.settings.interval);
+                let delay = self.early(self.settings.interval);
                 let next = (started + delay).saturating_duration_since(tokio::time::Instant::now());
                 ctx.run_later(next, |act, ctx| act.poll(ctx));
             }
@@ -207,6 +217,17 @@ impl Fetcher {
                 ctx.run_later(delay, |act, ctx| act.poll(ctx));
             }
         }
+    }
+
+    /// The poll interval shortened by a random amount in [0, jitter], so
+    /// that the gap between two polls never exceeds the interval.
+    fn early(&self, interval: Duration) -> Duration {
+        let jitter = self.settings.jitter.as_micros() as u64;
+        if jitter == 0 {
+            return interval;
+        }
+        let shift = rand::rng().random_range(0..=jitter);
+        interval.saturating_sub(Duration::from_micros(shift))
     }
 
     fn jittered(&self, base: Duration) -> Duration {
@@ -253,8 +274,12 @@ impl Actor for Fetcher {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4);
-        // Spread the games over the interval.
-        let first = rand::rng().random_range(0..self.settings.interval.as_micros().max(1) as u64);
+        // Spread the games found at start over the interval.
+        let first = if self.eager {
+            0
+        } else {
+            rand::rng().random_range(0..self.settings.interval.as_micros().max(1) as u64)
+        };
         ctx.run_later(Duration::from_micros(first), |act, ctx| act.poll(ctx));
     }
 }

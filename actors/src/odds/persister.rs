@@ -18,7 +18,7 @@ use crate::store::{CommitReceipt, Flush, Insert, Store, StoreError};
 /// rows, to the batching writer it wraps (`BatchWriter<NewOddsChange>`,
 /// which commits on size OR time; `send().await` waits when it is full);
 /// the event rows wait in a map and are upserted into `odds_events` every
-/// flush interval. Receives [`PersistAll`] at shutdown. Owns the event
+/// flush interval (at most once a second). Receives [`PersistAll`] at shutdown. Owns the event
 /// rows not yet written.
 pub struct Persister {
     writer: Recipient<Insert<NewOddsChange>>,
@@ -179,7 +179,9 @@ impl Actor for Persister {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.mailbox.max(1));
-        ctx.run_interval(self.flush_interval, |act, ctx| act.upsert_events(ctx));
+        // Event rows change rarely: refresh them at most once a second.
+        let every = self.flush_interval.max(Duration::from_secs(1));
+        ctx.run_interval(every, |act, ctx| act.upsert_events(ctx));
     }
 }
 
