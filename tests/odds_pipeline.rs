@@ -82,6 +82,21 @@ async fn run(db_url: Option<&str>) {
             "recall of changes that stayed {name}"
         );
     }
+    // A vanished event got exactly one "removed".
+    let mut removed = std::collections::HashSet::new();
+    for (r, _) in &rows {
+        if r.kind == "removed" && r.market.is_empty() {
+            assert!(
+                removed.insert((r.site.clone(), r.event_id.clone())),
+                "removed twice: {r:?}"
+            );
+        }
+    }
+    assert!(
+        removed.len() > 5,
+        "too few games ended to judge: {}",
+        removed.len()
+    );
     // The stream delivered the same changes as the database holds.
     let streamed: std::collections::HashSet<_> = stream
         .lock()

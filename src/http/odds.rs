@@ -122,19 +122,32 @@ fn wanted(change: &OddsChange, q: &StreamQuery) -> bool {
         && q.market.as_ref().is_none_or(|m| *m == change.market)
 }
 
+/// A comment this often on a quiet stream (also finds gone clients).
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
 /// One SSE frame per change (`event: change`); `event: lagged` with the
-/// number missed when this subscriber fell behind; a comment every 15 s.
+/// number missed when this subscriber fell behind; a comment every 2 s
+/// when quiet. The stream ends when the daemon stops.
 #[get("/v1/odds/stream")]
 async fn stream(
     state: web::Data<AppState>,
     q: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let rx = handle(&state)?.live.subscribe();
+    let odds = handle(&state)?;
+    let rx = odds.live.subscribe();
+    let closing = odds.closing.clone();
     let q = Arc::new(q.into_inner());
-    let frames = futures_util::stream::unfold(rx, move |mut rx| {
+    let frames = futures_util::stream::unfold((rx, closing), move |(mut rx, mut closing)| {
         let q = q.clone();
         async move {
-            let frame = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+            if *closing.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                next = tokio::time::timeout(KEEP_ALIVE, rx.recv()) => next,
+                _ = closing.changed() => return None,
+            };
+            let frame = match next {
                 Err(_) => ": keep-alive\n\n".to_owned(),
                 Ok(Ok(batch)) => {
                     let mut out = String::new();
@@ -151,7 +164,10 @@ async fn stream(
                 }
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             };
-            Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), rx))
+            Some((
+                Ok::<_, actix_web::Error>(web::Bytes::from(frame)),
+                (rx, closing),
+            ))
         }
     });
     Ok(HttpResponse::Ok()

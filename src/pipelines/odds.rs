@@ -19,7 +19,7 @@ use tasklet_actors::odds::{
 };
 use tasklet_actors::store::models::NewOddsChange;
 use tasklet_actors::store::{BatchWriter, Store};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::info;
 
 use crate::config::{Config, Secrets};
@@ -32,6 +32,10 @@ pub struct OddsHandle {
     pub live: broadcast::Sender<Arc<Vec<OddsChange>>>,
     /// One per site, to ask what is watched.
     pub discoveries: Vec<Addr<Discovery>>,
+    /// Turns true when the daemon stops (SIGTERM/SIGINT, or the intake stop
+    /// stage): live streams end then, so that they do not hold the HTTP
+    /// server's graceful stop.
+    pub closing: watch::Receiver<bool>,
 }
 
 /// Starts the odds pipeline's actors sink-first and registers their stop
@@ -108,9 +112,28 @@ pub async fn start(
         parser_threads = threads,
         "started"
     );
+    let (closing_tx, closing) = watch::channel(false);
+    let closing_tx = std::rc::Rc::new(closing_tx);
+    let on_signal = closing_tx.clone();
+    actix_rt::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = on_signal.closed() => {}
+        }
+        let _ = on_signal.send(true);
+    });
     let stopping = discoveries.clone();
     topology.on_stop("odds: stop discovery and fetchers", move || {
         Box::pin(async move {
+            let _ = closing_tx.send(true);
             for d in stopping {
                 let _ = d.send(StopDiscovery).await;
             }
@@ -121,5 +144,9 @@ pub async fn start(
             let _ = persister.send(PersistAll).await;
         })
     });
-    Ok(OddsHandle { live, discoveries })
+    Ok(OddsHandle {
+        live,
+        discoveries,
+        closing,
+    })
 }

@@ -163,6 +163,8 @@ struct World {
     requests: u64,
     /// When each game's page was rendered (what a poll saw), for scoring.
     polls: HashMap<u64, Vec<i64>>,
+    /// Requests for each game's page, faulted ones included.
+    hits: BTreeMap<String, u64>,
 }
 
 const TEAMS: &[&str] = &[
@@ -572,6 +574,9 @@ async fn favbet_api(world: web::Data<Shared>, body: web::Bytes) -> HttpResponse 
     let fault = {
         let mut w = lock(&world);
         w.requests += 1;
+        if let Some(g) = &game {
+            *w.hits.entry(g.clone()).or_default() += 1;
+        }
         w.fault_for(game.as_deref())
     };
     if let Some(response) = faulted(fault, MALFORMED_JSON).await {
@@ -646,6 +651,7 @@ async fn html_event_page(world: web::Data<Shared>, id: web::Path<String>) -> Htt
     let fault = {
         let mut w = lock(&world);
         w.requests += 1;
+        *w.hits.entry(id.to_string()).or_default() += 1;
         w.fault_for(Some(&id))
     };
     if let Some(response) = faulted(fault, MALFORMED_HTML).await {
@@ -708,7 +714,7 @@ async fn clear_faults(world: web::Data<Shared>) -> HttpResponse {
 async fn games(world: web::Data<Shared>) -> HttpResponse {
     let w = lock(&world);
     let ids: Vec<String> = w.games.keys().map(u64::to_string).collect();
-    HttpResponse::Ok().json(json!({"games": ids, "requests": w.requests}))
+    HttpResponse::Ok().json(json!({"games": ids, "requests": w.requests, "hits": w.hits}))
 }
 
 async fn not_here(_: HttpRequest) -> HttpResponse {
@@ -738,6 +744,7 @@ impl Bookmaker {
             faults: HashMap::new(),
             requests: 0,
             polls: HashMap::new(),
+            hits: BTreeMap::new(),
         };
         for _ in 0..args.games {
             world.spawn_game(now, true);
@@ -842,6 +849,7 @@ mod tests {
             faults: HashMap::new(),
             requests: 0,
             polls: HashMap::new(),
+            hits: BTreeMap::new(),
         };
         for _ in 0..games {
             w.spawn_game(0, true);
