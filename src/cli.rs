@@ -33,6 +33,9 @@ pub enum Command {
     /// Simulators of the outside parties, on loopback.
     #[command(subcommand)]
     Sim(crate::sim::SimCommand),
+    /// Recorded odds changes and the live stream.
+    #[command(subcommand)]
+    Odds(crate::odds_cli::OddsCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -36,6 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon.run_until_signal().await
         }
         Command::Bench(cmd) => tasklet::bench::run(cmd, &config).await,
+        Command::Odds(cmd) => tasklet::odds_cli::run(cmd, &config).await,
         Command::Sim(cmd) => {
             let _logs = tasklet::telemetry::init(&config.log)?;
             tasklet::sim::run(cmd).await
