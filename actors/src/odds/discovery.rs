@@ -164,7 +164,26 @@ impl Discovery {
         for id in &left {
             match self.games.remove(id) {
                 Some(Watch::Polling { fetcher, .. }) => {
-                    fetcher.do_send(StopWatching { vanished: true });
+                    let vanished = Vanished {
+                        game: GameKey {
+                            site: site.clone(),
+                            event: id.clone(),
+                        },
+                        observed_at_us: now_us(),
+                    };
+                    let to = self.outputs.vanished.clone();
+                    ctx.spawn(
+                        async move {
+                            if fetcher.send(StopWatching { vanished: true }).await.is_err() {
+                                // It stopped already (finished, its report
+                                // still on the way): record the removal here.
+                                if let Err(error) = to.send(vanished).await {
+                                    warn!(pipeline = "odds", actor = "Discovery", %error, "differ unreachable");
+                                }
+                            }
+                        }
+                        .into_actor(self),
+                    );
                 }
                 Some(Watch::Finished) => {
                     let vanished = Vanished {
