@@ -11,6 +11,8 @@ use super::site::ParseError;
 /// Receives [`RawPage`] from a Fetcher and answers what the page says (the
 /// event, or that it is gone) or why it cannot be read. Owns nothing; an
 /// unreadable page is counted and logged with its game and a snippet.
+/// The `SyncArbiter` queue itself is unbounded, but each Fetcher awaits its
+/// answer before polling again, so at most one page per watched game waits.
 pub struct Parser {
     snippet_bytes: usize,
 }
