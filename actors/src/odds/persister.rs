@@ -18,13 +18,18 @@ use crate::store::{CommitReceipt, Flush, Insert, Store, StoreError};
 /// rows, to the batching writer it wraps (`BatchWriter<NewOddsChange>`,
 /// which commits on size OR time; `send().await` waits when it is full);
 /// the event rows wait in a map and are upserted into `odds_events` every
-/// flush interval (at most once a second). Receives [`PersistAll`] at shutdown. Owns the event
+/// flush interval (at most once a second) — a row only when the event is
+/// new, its status changed, or its `last_seen_us` is 10 s old. Receives [`PersistAll`] at shutdown. Owns the event
 /// rows not yet written.
 pub struct Persister {
     writer: Recipient<Insert<NewOddsChange>>,
     writer_flush: Recipient<Flush>,
     store: Store,
     events: HashMap<GameKey, EventInfo>,
+    /// Status and `last_seen_us` of each event row as last handed to the
+    /// database: a row is written again only when its status changes or
+    /// its `last_seen_us` is `EVENT_REFRESH_US` old.
+    written: HashMap<GameKey, (String, i64)>,
     flush_interval: Duration,
     mailbox: usize,
     upserting: bool,
@@ -43,6 +48,7 @@ impl Persister {
             writer_flush,
             store,
             events: HashMap::new(),
+            written: HashMap::new(),
             flush_interval,
             mailbox,
             upserting: false,
@@ -101,6 +107,9 @@ fn event_row(e: EventInfo) -> NewOddsEvent {
         last_seen_us: e.seen_at_us,
     }
 }
+
+/// How stale an event row's `last_seen_us` may get before it is refreshed.
+const EVENT_REFRESH_US: i64 = 10_000_000;
 
 /// One `odds_changes` row.
 pub fn change_row(c: &OddsChange) -> NewOddsChange {
@@ -192,7 +201,20 @@ impl Handler<Changes> for Persister {
         let rows: Vec<NewOddsChange> = {
             let _clock = StageClock::start(Stage::Persist);
             if let Some(event) = changes.event {
-                self.events.insert(event.game.clone(), event);
+                let due = match self.written.get(&event.game) {
+                    Some((status, at)) => {
+                        *status != event.status || event.seen_at_us - at >= EVENT_REFRESH_US
+                    }
+                    None => true,
+                };
+                if due {
+                    self.written
+                        .insert(event.game.clone(), (event.status.clone(), event.seen_at_us));
+                    if event.status == "removed" {
+                        self.written.remove(&event.game);
+                    }
+                    self.events.insert(event.game.clone(), event);
+                }
             }
             changes.changes.iter().map(change_row).collect()
         };
