@@ -40,6 +40,9 @@ pub enum Command {
     /// The notify pipeline: webhook registration, the notification log.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
+    /// Recorded odds changes and the live stream.
+    #[command(subcommand)]
+    Odds(crate::odds_cli::OddsCommand),
 }
 
 #[derive(Debug, Subcommand)]

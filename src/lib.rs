@@ -13,6 +13,7 @@
 //! | [`pipelines`] | one wiring file per pipeline, called by the topology |
 //! | [`sim`] | simulators of every outside party (`tasklet sim …`) |
 //! | [`http`] | the actix-web app, one file per resource |
+//! | [`odds_cli`] | `tasklet odds changes` and `tasklet odds watch` |
 //! | [`bench`] | load generators and benchmarks |
 //!
 //! The actors themselves live in the `tasklet-actors` crate.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod odds_cli;
 pub mod pipelines;
 pub mod profile_cli;
 pub mod sim;

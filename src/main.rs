@@ -39,6 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => tasklet::bench::run(cmd, &config).await,
         Command::Profile(args) => tasklet::profile_cli::run(args).await,
         Command::Notify(cmd) => tasklet::cli::notify::run(cmd, &config, &secrets).await,
+        Command::Odds(cmd) => tasklet::odds_cli::run(cmd, &config).await,
         Command::Sim(cmd) => {
             let _logs = tasklet::telemetry::init(&config.log)?;
             tasklet::sim::run(cmd).await

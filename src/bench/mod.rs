@@ -1,6 +1,7 @@
 //! `tasklet bench …`: load generators and benchmarks, one file per target.
 
 pub mod notify;
+mod odds;
 mod store;
 mod watermark;
 
@@ -17,6 +18,8 @@ pub enum BenchCommand {
     /// The notify pipeline beside an asyncio baseline: latency at a rate,
     /// then draining a full queue (RabbitMQ + PostgreSQL on this machine).
     Notify(notify::NotifyBench),
+    /// Games followed at one poll per second within the delay bound; CPU per poll; vs Scrapy.
+    Odds(odds::OddsBench),
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
@@ -24,5 +27,6 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args, config).await,
         BenchCommand::Watermark(args) => watermark::run(args, config).await,
         BenchCommand::Notify(args) => notify::run(args, config).await,
+        BenchCommand::Odds(args) => odds::run(args, config).await,
     }
 }

@@ -1,6 +1,7 @@
 //! `tasklet sim <party>`: simulators of every outside party, speaking the
 //! real protocol on loopback, so that everything runs on one machine.
 
+pub mod bookmaker;
 pub mod transactions;
 pub mod viber;
 
@@ -12,11 +13,14 @@ pub enum SimCommand {
     Viber(viber::ViberSimArgs),
     /// A publisher of transaction-status messages to RabbitMQ.
     Transactions(transactions::TransactionsArgs),
+    /// A bookmaker site with live games whose odds move (favbet JSON-RPC or HTML).
+    Bookmaker(bookmaker::BookmakerArgs),
 }
 
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
     match cmd {
         SimCommand::Viber(args) => viber::run(args).await,
         SimCommand::Transactions(args) => transactions::run(args).await,
+        SimCommand::Bookmaker(args) => bookmaker::run(args).await,
     }
 }

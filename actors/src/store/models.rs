@@ -67,6 +67,8 @@ pub struct NewOddsChange {
     pub new_price: Option<f64>,
     pub seq: i64,
     pub observed_at_us: i64,
+    /// The new event status of a `status` change.
+    pub status: Option<String>,
 }
 
 /// One watched event (see the odds pipeline).
@@ -115,5 +117,5 @@ macro_rules! batch_row {
 }
 
 batch_row!(NewNotification, notifications, 12);
-batch_row!(NewOddsChange, odds_changes, 9);
+batch_row!(NewOddsChange, odds_changes, 10);
 batch_row!(NewOddsEvent, odds_events, 8);

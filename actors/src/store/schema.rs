@@ -29,6 +29,7 @@ diesel::table! {
         new_price -> Nullable<Double>,
         seq -> BigInt,
         observed_at_us -> BigInt,
+        status -> Nullable<Text>,
     }
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE odds_changes DROP COLUMN status;
