@@ -75,6 +75,27 @@ fn run_in_an_empty_folder_serves_health_and_stops_cleanly_on_sigterm() {
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().unwrap();
     assert_eq!(body["database"], "ok");
+    assert_eq!(
+        body["pipelines"],
+        serde_json::json!(["watermark"]),
+        "the shipped config runs watermark"
+    );
+    let photo = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/pier_1980x1280.jpg"
+    ))
+    .unwrap();
+    let stamped = client
+        .post(format!("{url}/v1/watermark"))
+        .header("Content-Type", "image/jpeg")
+        .body(photo)
+        .send()
+        .unwrap();
+    assert_eq!(
+        stamped.status(),
+        200,
+        "the built-in mark works from an empty folder"
+    );
     let missing = client.get(format!("{url}/v1/nope")).send().unwrap();
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().unwrap();

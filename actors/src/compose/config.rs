@@ -50,7 +50,7 @@ pub struct WatermarkSettings {
 fn default_marks() -> BTreeMap<String, String> {
     BTreeMap::from([(
         DEFAULT_MARK.to_owned(),
-        "assets/watermark_500x100.png".to_owned(),
+        "builtin:watermark_500x100".to_owned(),
     )])
 }
 
@@ -68,7 +68,7 @@ const DEFAULT_QUALITY: u8 = 85;
 impl Default for WatermarkSettings {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,

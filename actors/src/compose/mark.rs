@@ -43,16 +43,39 @@ pub enum MarkError {
 pub type Marks = BTreeMap<String, Mark>;
 
 /// Reads and decodes each `name -> path` (relative paths against `base`).
+/// A mark path starting with this names a mark built into the binary, so
+/// that the shipped config runs in any folder.
+pub const BUILTIN: &str = "builtin:";
+
+/// The marks built into the binary.
+fn builtin_mark(name: &str) -> Option<&'static [u8]> {
+    match name {
+        "watermark_500x100" => Some(include_bytes!("../../../assets/watermark_500x100.png")),
+        _ => None,
+    }
+}
+
 pub fn load_marks(paths: &BTreeMap<String, String>, base: &Path) -> Result<Marks, MarkError> {
     paths
         .iter()
         .map(|(name, path)| {
             let full = base.join(path);
-            let bytes = std::fs::read(&full).map_err(|e| MarkError::Read {
-                name: name.clone(),
-                path: full.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let bytes = match path.strip_prefix(BUILTIN) {
+                Some(builtin) => builtin_mark(builtin)
+                    .ok_or_else(|| MarkError::Read {
+                        name: name.clone(),
+                        path: path.clone(),
+                        reason: format!(
+                            "no built-in mark {builtin:?} (there is \"watermark_500x100\")"
+                        ),
+                    })?
+                    .to_vec(),
+                None => std::fs::read(&full).map_err(|e| MarkError::Read {
+                    name: name.clone(),
+                    path: full.display().to_string(),
+                    reason: e.to_string(),
+                })?,
+            };
             let mark = Mark::from_png(&bytes).map_err(|reason| MarkError::Decode {
                 name: name.clone(),
                 path: full.display().to_string(),
@@ -117,6 +140,20 @@ impl Mark {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builtin_mark_loads_in_any_folder() {
+        let paths =
+            BTreeMap::from([("default".to_owned(), "builtin:watermark_500x100".to_owned())]);
+        let marks = load_marks(&paths, Path::new("/nonexistent")).unwrap();
+        let mark = &marks["default"];
+        assert_eq!((mark.width, mark.height), (500, 100));
+        let unknown = BTreeMap::from([("x".to_owned(), "builtin:nope".to_owned())]);
+        let err = load_marks(&unknown, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
 
     pub fn solid(w: u32, h: u32, px: [u8; 4]) -> Mark {
         Mark {
