@@ -1,5 +1,6 @@
 //! `tasklet bench …`: load generators and benchmarks, one file per target.
 
+mod beard;
 mod store;
 
 use clap::Subcommand;
@@ -10,10 +11,13 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Rows/s committed by the batching writer at several batch sizes.
     Store(store::StoreBench),
+    /// The beard path for a cached style: in-process per step, or over HTTP.
+    Beard(beard::BeardBench),
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Store(args) => store::run(args, config).await,
+        BenchCommand::Beard(args) => beard::run(args).await,
     }
 }
