@@ -40,9 +40,16 @@ async fn garbage_markup_logs_a_clear_error_and_keeps_the_last_good_list() {
     let resp = s.dress("walrus").await;
     assert_eq!(resp.status(), 503);
     let listing = s.listing().await;
-    let error = listing["list_error"].as_str().unwrap_or_default().to_owned();
+    let error = listing["list_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(error.contains("li.beard"), "{listing}");
-    assert_eq!(listing["styles"].as_array().unwrap().len(), 3, "last good list kept");
+    assert_eq!(
+        listing["styles"].as_array().unwrap().len(),
+        3,
+        "last good list kept"
+    );
     // Listed styles still work, cached or not.
     assert_eq!(s.dress("full").await.status(), 200);
     assert_eq!(s.dress("goatee").await.status(), 200);

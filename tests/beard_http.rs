@@ -10,10 +10,15 @@ use beard_support::{error_of, face, start};
 use tasklet::sim::beards::Mode;
 
 fn gradient_jpeg(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 80]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 80])
+    });
     let mut out = Vec::new();
     image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Jpeg)
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            image::ImageFormat::Jpeg,
+        )
         .unwrap();
     out
 }
@@ -28,26 +33,98 @@ async fn every_bad_input_gets_its_status_and_the_daemon_stays_up() {
     let jpeg = face("grace_hopper_512x600.jpg");
     let mut png = face("astronaut_512.png");
     let cases: Vec<(&str, &str, &str, Vec<u8>, u16)> = vec![
-        ("no face", "style=full", "image/jpeg", gradient_jpeg(320, 240), 422),
+        (
+            "no face",
+            "style=full",
+            "image/jpeg",
+            gradient_jpeg(320, 240),
+            422,
+        ),
         ("empty body", "style=full", "image/jpeg", Vec::new(), 400),
-        ("not an image", "style=full", "image/jpeg", b"this is not an image at all".to_vec(), 415),
-        ("wrong content type", "style=full", "text/plain", jpeg.clone(), 415),
-        ("truncated jpeg", "style=full", "image/jpeg", jpeg[..jpeg.len() / 2].to_vec(), 422),
-        ("corrupt png", "style=full", "image/png", {
-            let mut p = png.clone();
-            for b in &mut p[100..4000] {
-                *b = b.wrapping_mul(7).wrapping_add(3);
-            }
-            p
-        }, 422),
-        ("too many bytes", "style=full", "image/jpeg", vec![0xFF; 2_500_000], 413),
-        ("too many pixels", "style=full", "image/jpeg", gradient_jpeg(1200, 1000), 422),
+        (
+            "not an image",
+            "style=full",
+            "image/jpeg",
+            b"this is not an image at all".to_vec(),
+            422,
+        ),
+        (
+            "wrong content type",
+            "style=full",
+            "text/plain",
+            jpeg.clone(),
+            415,
+        ),
+        (
+            "truncated jpeg",
+            "style=full",
+            "image/jpeg",
+            jpeg[..jpeg.len() / 2].to_vec(),
+            422,
+        ),
+        (
+            "corrupt png",
+            "style=full",
+            "image/png",
+            {
+                let mut p = png.clone();
+                for b in &mut p[100..4000] {
+                    *b = b.wrapping_mul(7).wrapping_add(3);
+                }
+                p
+            },
+            422,
+        ),
+        (
+            "too many bytes",
+            "style=full",
+            "image/jpeg",
+            vec![0xFF; 2_500_000],
+            413,
+        ),
+        (
+            "too many pixels",
+            "style=full",
+            "image/jpeg",
+            gradient_jpeg(1200, 1000),
+            422,
+        ),
         ("no style", "", "image/jpeg", jpeg.clone(), 400),
-        ("bad faces", "style=full&faces=some", "image/jpeg", jpeg.clone(), 400),
-        ("bad face box", "style=full&face=1,2,3", "image/jpeg", jpeg.clone(), 400),
-        ("face box outside", "style=full&face=400,500,300,300", "image/jpeg", jpeg.clone(), 400),
-        ("unknown query key", "style=full&colour=red", "image/jpeg", jpeg.clone(), 400),
-        ("unknown style", "style=walrus", "image/jpeg", jpeg.clone(), 404),
+        (
+            "bad faces",
+            "style=full&faces=some",
+            "image/jpeg",
+            jpeg.clone(),
+            400,
+        ),
+        (
+            "bad face box",
+            "style=full&face=1,2,3",
+            "image/jpeg",
+            jpeg.clone(),
+            400,
+        ),
+        (
+            "face box outside",
+            "style=full&face=400,500,300,300",
+            "image/jpeg",
+            jpeg.clone(),
+            400,
+        ),
+        (
+            "unknown query key",
+            "style=full&colour=red",
+            "image/jpeg",
+            jpeg.clone(),
+            400,
+        ),
+        (
+            "unknown style",
+            "style=walrus",
+            "image/jpeg",
+            jpeg.clone(),
+            404,
+        ),
     ];
     for (what, query, content_type, body, expected) in cases {
         let (status, detail) = error_of(s.post(query, content_type, body).await).await;
@@ -64,35 +141,29 @@ async fn every_bad_input_gets_its_status_and_the_daemon_stays_up() {
     s.stop().await;
 }
 
+/// A multipart/form-data body with one file field.
+fn form(field: &str, content: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "tasklet-test-boundary-7f3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"me.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 #[actix_rt::test]
 async fn multipart_uploads_read_the_photo_field() {
     let s = start(3, |_| {}).await;
-    let form = reqwest::multipart::Form::new().part(
-        "photo",
-        reqwest::multipart::Part::bytes(face("grace_hopper_512x600.jpg"))
-            .file_name("me.jpg")
-            .mime_str("image/jpeg")
-            .unwrap(),
-    );
+    let (content_type, body) = form("photo", &face("grace_hopper_512x600.jpg"));
     let resp = s
-        .client
-        .post(s.url("/v1/beard?style=goatee&faces=largest"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+        .post("style=goatee&faces=largest", &content_type, body)
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-faces"], "1");
-    let form = reqwest::multipart::Form::new().text("picture", "nope");
-    let (status, detail) = error_of(
-        s.client
-            .post(s.url("/v1/beard?style=goatee"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (content_type, body) = form("picture", b"nope");
+    let (status, detail) = error_of(s.post("style=goatee", &content_type, body).await).await;
     assert_eq!(status, 400);
     assert!(detail.contains("photo"), "{detail}");
     s.stop().await;
@@ -102,7 +173,11 @@ async fn multipart_uploads_read_the_photo_field() {
 async fn a_face_box_given_by_hand_is_used() {
     let s = start(3, |_| {}).await;
     let resp = s
-        .post("style=full&face=150,110,220,260", "image/jpeg", face("grace_hopper_512x600.jpg"))
+        .post(
+            "style=full&face=150,110,220,260",
+            "image/jpeg",
+            face("grace_hopper_512x600.jpg"),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let timing = resp.headers()["server-timing"].to_str().unwrap().to_owned();
@@ -141,7 +216,10 @@ async fn no_free_permit_is_503_with_retry_after_and_nobody_waits_unboundedly() {
     let resp = s.dress("goatee").await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
-    assert!(started.elapsed() < Duration::from_secs(1), "answered at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
     assert_eq!(slow.await.unwrap(), 200);
     s.stop().await;
 }
@@ -151,8 +229,12 @@ async fn a_disabled_pipeline_answers_404_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = beard_support::config(dir.path(), "http://127.0.0.1:9/beards/");
     c.beard.enabled = false;
-    let daemon = tasklet::daemon::Daemon::start(c, Default::default()).await.unwrap();
-    let resp = reqwest::get(format!("http://{}/v1/beards", daemon.addr)).await.unwrap();
+    let daemon = tasklet::daemon::Daemon::start(c, Default::default())
+        .await
+        .unwrap();
+    let resp = reqwest::get(format!("http://{}/v1/beards", daemon.addr))
+        .await
+        .unwrap();
     let (status, detail) = error_of(resp).await;
     assert_eq!(status, 404);
     assert!(detail.contains("not enabled"), "{detail}");

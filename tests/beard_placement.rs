@@ -108,7 +108,9 @@ fn beards_sit_between_nose_and_chin_centred_on_the_mouth() {
                 let (x, y) = (p[0] as u32, p[1] as u32);
                 let i = ((y * before.width + x) * 3) as usize;
                 (0..3)
-                    .map(|c| (i32::from(before.pixels[i + c]) - i32::from(after.pixels[i + c])).abs())
+                    .map(|c| {
+                        (i32::from(before.pixels[i + c]) - i32::from(after.pixels[i + c])).abs()
+                    })
                     .sum::<i32>()
             };
             let between_eyes = {
@@ -118,7 +120,10 @@ fn beards_sit_between_nose_and_chin_centred_on_the_mouth() {
             };
             assert!(diff(between_eyes) < 40, "{photo} {kind}: eyes changed");
             let moustache = placed.placement.to_image([beard.anchor[0], top_row + 12.0]);
-            assert!(diff(moustache) > 30, "{photo} {kind}: nothing drawn under the beard's top");
+            assert!(
+                diff(moustache) > 30,
+                "{photo} {kind}: nothing drawn under the beard's top"
+            );
             if kind == "full" {
                 let name = photo.split('.').next().unwrap();
                 std::fs::write(format!("/tmp/beard_{name}.jpg"), &out.jpeg).unwrap();
@@ -169,10 +174,15 @@ fn largest_keeps_one_face_and_a_given_box_skips_detection() {
 fn a_photo_without_a_face_is_no_face() {
     let finder = finder();
     // A smooth gradient: no face anywhere.
-    let img = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x / 3) as u8, (y / 2) as u8, 90]));
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x / 3) as u8, (y / 2) as u8, 90])
+    });
     let mut jpeg = Vec::new();
     image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
         .unwrap();
     let err = dress(&finder, &jpeg, &beard("full"), &options()).unwrap_err();
     assert_eq!(err, DressError::NoFace);

@@ -49,7 +49,11 @@ async fn photos_are_never_written_to_logs_or_the_database() {
         ("style=full", "image/jpeg", MARKER.to_vec()),
         ("style=walrus", "image/jpeg", photo.clone()),
         ("style=full", "text/plain", photo.clone()),
-        ("style=full", "image/jpeg", photo[..photo.len() / 2].to_vec()),
+        (
+            "style=full",
+            "image/jpeg",
+            photo[..photo.len() / 2].to_vec(),
+        ),
     ] {
         let resp = s.post(query, content_type, body).await;
         assert!(resp.status().is_client_error());
@@ -61,7 +65,10 @@ async fn photos_are_never_written_to_logs_or_the_database() {
     drop(guard);
     let mut searched = 0;
     let mut log_bytes = 0;
-    for path in files_under(logs.path()).into_iter().chain(files_under(&db_dir)) {
+    for path in files_under(logs.path())
+        .into_iter()
+        .chain(files_under(&db_dir))
+    {
         let bytes = std::fs::read(&path).unwrap();
         if path.starts_with(logs.path()) {
             log_bytes += bytes.len();
@@ -73,6 +80,9 @@ async fn photos_are_never_written_to_logs_or_the_database() {
             path.display()
         );
     }
-    assert!(searched >= 2, "the log and the database were there to search");
+    assert!(
+        searched >= 2,
+        "the log and the database were there to search"
+    );
     assert!(log_bytes > 0, "the requests were logged");
 }

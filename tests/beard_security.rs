@@ -9,7 +9,10 @@ use tasklet::daemon::Daemon;
 
 #[actix_rt::test]
 async fn an_origin_off_the_list_is_refused_and_listed_ones_get_cors() {
-    let s = start(3, |c| c.server.allowed_origins = vec!["https://shop.example".into()]).await;
+    let s = start(3, |c| {
+        c.server.allowed_origins = vec!["https://shop.example".into()]
+    })
+    .await;
     let post = |origin: &'static str| {
         s.client
             .post(s.url("/v1/beard?style=full"))
@@ -23,7 +26,10 @@ async fn an_origin_off_the_list_is_refused_and_listed_ones_get_cors() {
     assert!(detail.contains("evil.example"), "{detail}");
     let ok = post("https://shop.example").await.unwrap();
     assert_eq!(ok.status(), 200);
-    assert_eq!(ok.headers()["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     let preflight = s
         .client
         .request(reqwest::Method::OPTIONS, s.url("/v1/beard?style=full"))
@@ -34,7 +40,10 @@ async fn an_origin_off_the_list_is_refused_and_listed_ones_get_cors() {
         .await
         .unwrap();
     assert_eq!(preflight.status(), 204);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     assert!(preflight.headers()["access-control-allow-methods"]
         .to_str()
         .unwrap()

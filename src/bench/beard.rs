@@ -69,8 +69,8 @@ pub async fn run(args: BeardBench) -> anyhow::Result<()> {
 }
 
 fn in_process(args: BeardBench) -> anyhow::Result<()> {
-    let photo = std::fs::read(&args.image)
-        .with_context(|| format!("reading {}", args.image.display()))?;
+    let photo =
+        std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let finder = FaceFinder::load(&args.models)?;
     let beard = decode_beard(
         &draw_png(&args.style, 1, &args.style),
@@ -112,18 +112,27 @@ fn in_process(args: BeardBench) -> anyhow::Result<()> {
         args.style,
         args.iterations
     );
-    println!("{:<10} {:>9} {:>9} {:>9}", "step", "p50 ms", "p99 ms", "mean ms");
+    println!(
+        "{:<10} {:>9} {:>9} {:>9}",
+        "step", "p50 ms", "p99 ms", "mean ms"
+    );
     let mut json = serde_json::Map::new();
     for (name, get) in &steps {
         let (p50, p99, mean) = summary(all.iter().map(|(t, _)| ms(get(t))).collect());
         println!("{name:<10} {p50:>9.2} {p99:>9.2} {mean:>9.2}");
-        json.insert((*name).into(), serde_json::json!({"p50_ms": p50, "p99_ms": p99, "mean_ms": mean}));
+        json.insert(
+            (*name).into(),
+            serde_json::json!({"p50_ms": p50, "p99_ms": p99, "mean_ms": mean}),
+        );
     }
     let (p50, p99, mean) = summary(all.iter().map(|(_, d)| ms(*d)).collect());
     let rps = args.iterations as f64 / wall.as_secs_f64();
     println!("{:<10} {p50:>9.2} {p99:>9.2} {mean:>9.2}", "total");
     println!("requests/s on one core: {rps:.1}");
-    json.insert("total".into(), serde_json::json!({"p50_ms": p50, "p99_ms": p99, "mean_ms": mean}));
+    json.insert(
+        "total".into(),
+        serde_json::json!({"p50_ms": p50, "p99_ms": p99, "mean_ms": mean}),
+    );
     json.insert("requests_per_s_per_core".into(), rps.into());
     if let Some(path) = args.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
@@ -140,7 +149,11 @@ async fn over_http(args: BeardBench, base: String) -> anyhow::Result<()> {
     } else {
         "image/jpeg"
     };
-    let url = format!("{}/v1/beard?style={}", base.trim_end_matches('/'), args.style);
+    let url = format!(
+        "{}/v1/beard?style={}",
+        base.trim_end_matches('/'),
+        args.style
+    );
     let client = reqwest::Client::new();
     let deadline = Instant::now() + args.duration;
     let started = Instant::now();
@@ -189,8 +202,14 @@ async fn over_http(args: BeardBench, base: String) -> anyhow::Result<()> {
     let wall = started.elapsed().as_secs_f64();
     let n = lat.len();
     let (p50, p99, mean) = summary(lat);
-    println!("beard over HTTP: {url}, concurrency {}, {:.1} s", args.concurrency, wall);
-    println!("requests ok {n}, errors {errors}, requests/s {:.1}", n as f64 / wall);
+    println!(
+        "beard over HTTP: {url}, concurrency {}, {:.1} s",
+        args.concurrency, wall
+    );
+    println!(
+        "requests ok {n}, errors {errors}, requests/s {:.1}",
+        n as f64 / wall
+    );
     println!("latency ms: p50 {p50:.2}  p99 {p99:.2}  mean {mean:.2}");
     let mut split: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for st in &timings {

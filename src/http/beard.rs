@@ -88,12 +88,14 @@ pub fn dress_error(e: DressError) -> ApiError {
     let detail = e.to_string();
     match e {
         DressError::Empty => ApiError::BadRequest(detail),
-        DressError::NotAnImage => ApiError::UnsupportedMediaType(detail),
-        DressError::Corrupt(_) | DressError::TooLarge { .. } | DressError::NoFace => {
-            ApiError::Unprocessable(detail)
-        }
+        DressError::NotAnImage
+        | DressError::Corrupt(_)
+        | DressError::TooLarge { .. }
+        | DressError::NoFace => ApiError::Unprocessable(detail),
         DressError::FaceOutside(_) => ApiError::BadRequest(detail),
-        DressError::Models(_) | DressError::Encode(_) => ApiError::Internal(detail),
+        DressError::Models(_) | DressError::Encode(_) | DressError::Panicked(_) => {
+            ApiError::Internal(detail)
+        }
     }
 }
 
@@ -148,17 +150,19 @@ async fn read_photo(
         .trim()
         .to_owned();
     match essence.as_str() {
-        "image/jpeg" | "image/png" | "image/webp" | "application/octet-stream" => {
+        "image/jpeg" | "image/jpg" | "image/png" | "image/webp" | "application/octet-stream" => {
             read_limited(payload, limit).await
         }
         "multipart/form-data" => {
             let mut form = Multipart::new(req.headers(), payload);
             while let Some(field) = form.next().await {
-                let field =
+                let mut field =
                     field.map_err(|e| ApiError::BadRequest(format!("multipart form: {e}")))?;
                 if field.name() == Some("photo") {
                     return read_limited(field, limit).await;
                 }
+                // Another field: read past it (bounded like the photo).
+                read_limited(&mut field, limit).await?;
             }
             Err(ApiError::BadRequest(
                 "the multipart form has no field named photo".into(),

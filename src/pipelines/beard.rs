@@ -12,9 +12,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use anyhow::Context as _;
 use tasklet_actors::beards::{BeardCatalog, BeardSettings};
-use tasklet_actors::compose::compositor::Compositor;
 use tasklet_actors::compose::dress::Dress;
 use tasklet_actors::compose::face::FaceFinder;
+use tasklet_actors::compose::{Compositor, Marks};
 use tasklet_actors::store::Store;
 use tokio::sync::Semaphore;
 use tracing::info;
@@ -62,8 +62,16 @@ pub async fn start(
         .await
         .context("loading the face models")?
         .with_context(|| format!("loading the face models from {}", models.display()))?;
-    let threads = config.pools.compositor_threads();
-    let dresser = SyncArbiter::start(threads, Compositor::default).recipient();
+    // One compositor pool for the daemon: the watermark pipeline's when it
+    // runs (it starts first), else one of our own.
+    let dresser = match &topology.handles.watermark {
+        Some(watermark) => watermark.compositor.clone().recipient(),
+        None => {
+            let threads = config.pools.compositor_threads();
+            let no_marks = Arc::new(Marks::default());
+            SyncArbiter::start(threads, move || Compositor::new(Arc::clone(&no_marks))).recipient()
+        }
+    };
     let catalog = BeardCatalog::new(settings.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .start();

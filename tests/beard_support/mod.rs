@@ -105,8 +105,12 @@ impl Setup {
 
     /// A 512x512 portrait with one face, as PNG.
     pub async fn dress(&self, style: &str) -> reqwest::Response {
-        self.post(&format!("style={style}"), "image/png", face("astronaut_512.png"))
-            .await
+        self.post(
+            &format!("style={style}"),
+            "image/png",
+            face("astronaut_512.png"),
+        )
+        .await
     }
 
     pub async fn stop(self) {

@@ -13,9 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Message;
+use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, Subsamp};
 
 use super::beard::{blend_beard, place, BeardImage, Placement};
 use super::face::{Face, FaceBox, FaceError, FaceFinder, Rgb};
+use super::metadata::JpegMetadata;
+use super::pixels::{orient, Frame};
 
 /// Which faces get a beard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,7 +110,7 @@ pub struct DressTimings {
 pub enum DressError {
     #[error("empty photo")]
     Empty,
-    #[error("not an image this service reads (JPEG, PNG or WebP)")]
+    #[error("the body is not a JPEG, PNG or WebP image")]
     NotAnImage,
     #[error("photo cannot be decoded: {0}")]
     Corrupt(String),
@@ -125,6 +128,8 @@ pub enum DressError {
     Models(String),
     #[error("cannot encode the answer: {0}")]
     Encode(String),
+    #[error("the image code failed on this photo: {0}")]
+    Panicked(String),
 }
 
 impl From<FaceError> for DressError {
@@ -164,35 +169,65 @@ pub struct Photo {
     pub height: u32,
 }
 
-/// Decodes a JPEG, PNG or WebP, refusing more than `max_pixels` before any
-/// pixel buffer is allocated.
+thread_local! {
+    /// This worker's libjpeg-turbo handles, reused across requests.
+    static JPEG: RefCell<Option<(Decompressor, Compressor)>> = const { RefCell::new(None) };
+}
+
+fn with_jpeg<T>(
+    f: impl FnOnce(&mut Decompressor, &mut Compressor) -> Result<T, DressError>,
+) -> Result<T, DressError> {
+    JPEG.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let d = Decompressor::new().map_err(|e| DressError::Encode(e.to_string()))?;
+            let c = Compressor::new().map_err(|e| DressError::Encode(e.to_string()))?;
+            *slot = Some((d, c));
+        }
+        match slot.as_mut() {
+            Some((d, c)) => f(d, c),
+            None => Err(DressError::Encode("no JPEG codec".into())),
+        }
+    })
+}
+
+fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<(), DressError> {
+    if width == 0 || height == 0 {
+        return Err(DressError::Corrupt(format!(
+            "declared size {width}x{height}"
+        )));
+    }
+    if width.saturating_mul(height) > max_pixels {
+        return Err(DressError::TooLarge {
+            width: width as u32,
+            height: height as u32,
+            max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a JPEG (libjpeg-turbo), PNG or WebP, refusing more than
+/// `max_pixels` before any pixel buffer is allocated, and turns it upright
+/// by its EXIF orientation.
 pub fn decode_photo(bytes: &[u8], max_pixels: u64) -> Result<Photo, DressError> {
     use image::ImageDecoder as _;
     if bytes.is_empty() {
         return Err(DressError::Empty);
     }
-    let format = image::guess_format(bytes).map_err(|_| DressError::NotAnImage)?;
-    if !matches!(
-        format,
-        image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP
-    ) {
-        return Err(DressError::NotAnImage);
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return decode_jpeg(bytes, max_pixels);
     }
+    let format = match image::guess_format(bytes) {
+        Ok(f @ (image::ImageFormat::Png | image::ImageFormat::WebP)) => f,
+        _ => return Err(DressError::NotAnImage),
+    };
     let reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| DressError::Corrupt(e.to_string()))?;
     let (width, height) = decoder.dimensions();
-    if u64::from(width) * u64::from(height) > max_pixels {
-        return Err(DressError::TooLarge {
-            width,
-            height,
-            max_pixels,
-        });
-    }
-    if width == 0 || height == 0 {
-        return Err(DressError::Corrupt("zero-sized image".into()));
-    }
+    check_pixels(u64::from(width), u64::from(height), max_pixels)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -208,22 +243,65 @@ pub fn decode_photo(bytes: &[u8], max_pixels: u64) -> Result<Photo, DressError> 
     })
 }
 
-/// Encodes RGB8 as a baseline JPEG.
+fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Photo, DressError> {
+    let frame = with_jpeg(|d, _| {
+        let header = d
+            .read_header(bytes)
+            .map_err(|e| DressError::Corrupt(e.to_string()))?;
+        check_pixels(header.width as u64, header.height as u64, max_pixels)?;
+        if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
+            return Err(DressError::Corrupt("CMYK JPEG is not supported".into()));
+        }
+        let (w, h) = (header.width, header.height);
+        let mut pixels = vec![0u8; w * h * 3];
+        d.decompress(
+            bytes,
+            Image {
+                pixels: pixels.as_mut_slice(),
+                width: w,
+                pitch: w * 3,
+                height: h,
+                format: PixelFormat::RGB,
+            },
+        )
+        .map_err(|e| DressError::Corrupt(e.to_string()))?;
+        Ok(Frame {
+            width: w as u32,
+            height: h as u32,
+            channels: 3,
+            pixels,
+        })
+    })?;
+    let orientation = JpegMetadata::scan(bytes).orientation();
+    let frame = orient(frame, orientation);
+    Ok(Photo {
+        pixels: frame.pixels,
+        width: frame.width,
+        height: frame.height,
+    })
+}
+
+/// Encodes RGB8 as a 4:2:0 baseline JPEG (libjpeg-turbo).
 pub fn encode_jpeg(
     pixels: &[u8],
     width: u32,
     height: u32,
     quality: u8,
 ) -> Result<Vec<u8>, DressError> {
-    let (w, h) = (
-        u16::try_from(width).map_err(|_| DressError::Encode("too wide for JPEG".into()))?,
-        u16::try_from(height).map_err(|_| DressError::Encode("too tall for JPEG".into()))?,
-    );
-    let mut out = Vec::with_capacity(pixels.len() / 8);
-    jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100))
-        .encode(pixels, w, h, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| DressError::Encode(e.to_string()))?;
-    Ok(out)
+    with_jpeg(|_, c| {
+        let fail = |e: turbojpeg::Error| DressError::Encode(e.to_string());
+        c.set_quality(i32::from(quality.clamp(1, 100)))
+            .map_err(fail)?;
+        c.set_subsamp(Subsamp::Sub2x2).map_err(fail)?;
+        c.compress_to_vec(Image {
+            pixels,
+            width: width as usize,
+            pitch: width as usize * 3,
+            height: height as usize,
+            format: PixelFormat::RGB,
+        })
+        .map_err(fail)
+    })
 }
 
 /// The whole job: decode, find faces (or use the given box), place and
@@ -308,9 +386,32 @@ impl actix::Handler<Dress> for super::compositor::Compositor {
     type Result = Result<Dressed, DressError>;
 
     fn handle(&mut self, msg: Dress, _ctx: &mut Self::Context) -> Self::Result {
-        with_finder(&msg.models_dir, |finder| {
-            dress(finder, &msg.photo, &msg.beard, &msg.options)
-        })
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_finder(&msg.models_dir, |finder| {
+                dress(finder, &msg.photo, &msg.beard, &msg.options)
+            })
+        }))
+        .unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(pipeline = "beard", actor = "compositor", photo_bytes = msg.photo.len(), reason = %reason, "dress panicked");
+            Err(DressError::Panicked(reason))
+        });
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(DressError::NoFace) => "no_face",
+            Err(DressError::Models(_) | DressError::Encode(_) | DressError::Panicked(_)) => {
+                "internal"
+            }
+            Err(_) => "rejected",
+        };
+        metrics::counter!("tasklet_beard_dress_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("tasklet_beard_dress_seconds").record(started.elapsed().as_secs_f64());
+        result
     }
 }
 
