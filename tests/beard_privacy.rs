@@ -60,8 +60,8 @@ async fn photos_are_never_written_to_logs_or_the_database() {
         let body = resp.bytes().await.unwrap();
         assert!(!body.windows(MARKER.len()).any(|w| w == MARKER));
     }
-    let db_dir = s.dir.path().to_path_buf();
-    s.stop().await;
+    let dir = s.stop().await;
+    let db_dir = dir.path().to_path_buf();
     drop(guard);
     let mut searched = 0;
     let mut log_bytes = 0;

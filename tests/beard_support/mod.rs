@@ -113,9 +113,12 @@ impl Setup {
         .await
     }
 
-    pub async fn stop(self) {
+    /// Stops both; hands back the daemon's folder (database, config) so
+    /// that a test can still look into it.
+    pub async fn stop(self) -> tempfile::TempDir {
         self.daemon.shutdown().await.unwrap();
         self.sim.stop().await;
+        self.dir
     }
 }
 
