@@ -288,20 +288,43 @@ impl FaceFinder {
         }
         let tensor = Tensor::from_shape(&[1, side, side, 3], &input).map_err(run_err)?;
         let outputs = model.run(tvec!(tensor.into())).map_err(run_err)?;
-        let (mut regressors, mut scores) = (None, None);
+        // The converted models give the two anchor grids as separate
+        // outputs (16x16x2 = 512 and 8x8x6 = 384 anchors), in no fixed
+        // order: tell them apart by size and concatenate in anchor order.
+        let mut parts: [Option<Vec<f32>>; 4] = [None, None, None, None];
         for out in outputs.iter() {
-            let view = out.to_plain_array_view::<f32>().map_err(run_err)?;
-            match out.shape().last() {
-                Some(16) => regressors = Some(view.iter().copied().collect::<Vec<f32>>()),
-                Some(1) => scores = Some(view.iter().copied().collect::<Vec<f32>>()),
-                _ => {}
-            }
+            let values: Vec<f32> = out
+                .to_plain_array_view::<f32>()
+                .map_err(run_err)?
+                .iter()
+                .copied()
+                .collect();
+            let slot = match values.len() {
+                8192 => 0,
+                6144 => 1,
+                512 => 2,
+                384 => 3,
+                896 if out.shape().last() == Some(&1) => {
+                    parts[2] = Some(values);
+                    parts[3] = Some(Vec::new());
+                    continue;
+                }
+                14336 => {
+                    parts[0] = Some(values);
+                    parts[1] = Some(Vec::new());
+                    continue;
+                }
+                _ => continue,
+            };
+            parts[slot] = Some(values);
         }
-        let (Some(regressors), Some(scores)) = (regressors, scores) else {
+        let [Some(r0), Some(r1), Some(s0), Some(s1)] = parts else {
             return Err(FaceError::Run(
-                "detector outputs are not [896,16] and [896,1]".into(),
+                "detector outputs are not 896 box regressors and scores".into(),
             ));
         };
+        let regressors = [r0, r1].concat();
+        let scores = [s0, s1].concat();
         let raw = decode_blazeface(&regressors, &scores, side as f32, self.min_score);
         Ok(weighted_nms(raw)
             .into_iter()
