@@ -97,17 +97,16 @@ fn in_process(args: BeardBench) -> anyhow::Result<()> {
     }
     let wall = started.elapsed();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let steps: [(&str, Box<dyn Fn(&DressTimings) -> Duration>); 5] = [
-        ("decode", Box::new(|t| t.decode)),
-        ("detect", Box::new(|t| t.detect)),
-        ("landmarks", Box::new(|t| t.landmarks)),
-        ("blend", Box::new(|t| t.blend)),
-        ("encode", Box::new(|t| t.encode)),
+    let steps: [(&str, fn(&DressTimings) -> Duration); 5] = [
+        ("decode", |t| t.decode),
+        ("detect", |t| t.detect),
+        ("landmarks", |t| t.landmarks),
+        ("blend", |t| t.blend),
+        ("encode", |t| t.encode),
     ];
     println!(
-        "beard, in-process, 1 thread: {} x {} ({} bytes), style {}, {} iterations",
+        "beard, in-process, 1 thread: {} ({} bytes), style {}, {} iterations",
         args.image.display(),
-        "dress",
         photo.len(),
         args.style,
         args.iterations
