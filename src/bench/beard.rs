@@ -47,6 +47,9 @@ pub struct BeardBench {
     pub json: Option<PathBuf>,
 }
 
+/// Reads one step's time out of a dress's timings.
+type Step = fn(&DressTimings) -> Duration;
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -97,7 +100,7 @@ fn in_process(args: BeardBench) -> anyhow::Result<()> {
     }
     let wall = started.elapsed();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let steps: [(&str, fn(&DressTimings) -> Duration); 5] = [
+    let steps: [(&str, Step); 5] = [
         ("decode", |t| t.decode),
         ("detect", |t| t.detect),
         ("landmarks", |t| t.landmarks),
