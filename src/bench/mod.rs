@@ -2,6 +2,7 @@
 
 mod beard;
 mod store;
+mod watermark;
 
 use clap::Subcommand;
 
@@ -13,11 +14,14 @@ pub enum BenchCommand {
     Store(store::StoreBench),
     /// The beard path for a cached style: in-process per step, or over HTTP.
     Beard(beard::BeardBench),
+    /// Images/s and latency of `POST /v1/watermark` (or a compatible server) under load.
+    Watermark(watermark::WatermarkBench),
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Store(args) => store::run(args, config).await,
         BenchCommand::Beard(args) => beard::run(args).await,
+        BenchCommand::Watermark(args) => watermark::run(args, config).await,
     }
 }

@@ -240,7 +240,7 @@ async fn post_watermark(
             return Err(too_large(settings.max_body_bytes));
         }
         // The permit bounds the bodies held in memory and the pool's queue.
-        let _permit = handle.permits.clone().try_acquire_owned().map_err(|_| {
+        let permit = handle.permits.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("tasklet_watermark_busy_total").increment(1);
             ApiError::Busy {
                 detail: format!(
@@ -250,21 +250,38 @@ async fn post_watermark(
                 retry_after_s: settings.retry_after_s,
             }
         })?;
-        let body = match kind {
-            BodyKind::Raw => read_limited(payload, settings.max_body_bytes).await?,
-            BodyKind::Multipart => {
-                read_multipart(req.headers(), payload, settings.max_body_bytes).await?
+        let read = async {
+            match kind {
+                BodyKind::Raw => read_limited(payload, settings.max_body_bytes).await,
+                BodyKind::Multipart => {
+                    read_multipart(req.headers(), payload, settings.max_body_bytes).await
+                }
             }
         };
+        let timeout = std::time::Duration::from_millis(settings.body_timeout_ms);
+        let body = tokio::time::timeout(timeout, read).await.map_err(|_| {
+            ApiError::BadRequest(format!(
+                "the body did not arrive within {} ms (watermark.body_timeout_ms)",
+                settings.body_timeout_ms
+            ))
+        })??;
         let body_bytes = body.len();
-        let stamped = handle
-            .compositor
-            .send(Stamp {
-                request_id: request_id.clone(),
-                body,
-                options,
-            })
+        // Sent from a task of its own: a client that hangs up does not give
+        // the permit back before the worker is done with its image.
+        let compositor = handle.compositor.clone();
+        let stamp = Stamp {
+            request_id: request_id.clone(),
+            body,
+            options,
+        };
+        let job = actix_rt::spawn(async move {
+            let answer = compositor.send(stamp).await;
+            drop(permit);
+            answer
+        });
+        let stamped = job
             .await
+            .map_err(|e| ApiError::Internal(format!("compositor job: {e}")))?
             .map_err(|e| ApiError::Internal(format!("compositor pool: {e}")))??;
         Ok((stamped, body_bytes))
     }

@@ -19,6 +19,9 @@ pub struct WatermarkSettings {
     pub retry_after_s: u32,
     /// Largest accepted body (raw or multipart), in bytes; beyond it 413.
     pub max_body_bytes: usize,
+    /// How long reading the body may take once a permit is held; beyond it
+    /// 400 (a slow upload must not hold a permit for ever).
+    pub body_timeout_ms: u64,
     /// Largest accepted width x height as declared by the image header;
     /// beyond it 422, before any pixel buffer is allocated.
     pub max_pixels: u64,
@@ -52,6 +55,7 @@ pub const DEFAULT_MARK: &str = "default";
 const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 const DEFAULT_RETRY_AFTER_S: u32 = 1;
 const DEFAULT_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+const DEFAULT_BODY_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
 const DEFAULT_MARGIN: u32 = 20;
 const DEFAULT_OPACITY: f32 = 1.0;
@@ -64,6 +68,7 @@ impl Default for WatermarkSettings {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
             max_pixels: DEFAULT_MAX_PIXELS,
             default_mark: DEFAULT_MARK.to_owned(),
             marks: default_marks(),
@@ -84,6 +89,9 @@ impl WatermarkSettings {
         }
         if self.max_body_bytes == 0 {
             return Err(("max_body_bytes", "must be at least 1".into()));
+        }
+        if self.body_timeout_ms == 0 {
+            return Err(("body_timeout_ms", "must be at least 1".into()));
         }
         if self.max_pixels == 0 {
             return Err(("max_pixels", "must be at least 1".into()));

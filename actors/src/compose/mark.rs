@@ -100,9 +100,9 @@ impl Mark {
         let mut scaled = imageops::resize(&pre, w, h, FilterType::Triangle).into_raw();
         for px in scaled.chunks_exact_mut(4) {
             let a = u32::from(px[3]);
-            if a > 0 {
-                for c in &mut px[..3] {
-                    *c = ((u32::from(*c) * 255 + a / 2) / a).min(255) as u8;
+            for c in &mut px[..3] {
+                if let Some(v) = (u32::from(*c) * 255 + a / 2).checked_div(a) {
+                    *c = v.min(255) as u8;
                 }
             }
         }

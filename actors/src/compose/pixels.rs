@@ -119,6 +119,95 @@ pub fn blend(frame: &mut Frame, mark: &Mark, x: u32, y: u32, opacity: f32) {
     }
 }
 
+/// The planes of a decoded YCbCr (or gray) JPEG, as libjpeg-turbo lays
+/// them out with row alignment 1: Y, then Cb, then Cr (no chroma when gray).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct YuvLayout {
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per Y row (the width padded to the horizontal factor).
+    pub y_stride: usize,
+    pub y_rows: usize,
+    /// Bytes per chroma row and chroma rows; 0 when gray.
+    pub c_stride: usize,
+    pub c_rows: usize,
+    /// Pixels per chroma sample, horizontally and vertically.
+    pub sw: u32,
+    pub sh: u32,
+}
+
+/// Blends `mark` onto YCbCr planes with its top-left at (`x`, `y`),
+/// clipped. Y takes each mark pixel through [`blend_channel`]; each chroma
+/// sample takes the mark's alpha-weighted chroma over the pixels it covers,
+/// with their mean alpha — what blending in RGB and subsampling again
+/// would give, without touching any sample the mark does not cover.
+pub fn blend_yuv(planes: &mut [u8], l: &YuvLayout, mark: &Mark, x: u32, y: u32, opacity: f32) {
+    let op = opacity_u8(opacity);
+    let x0 = x as usize;
+    let y0 = y as usize;
+    let cols = (mark.width as usize).min((l.width as usize).saturating_sub(x0));
+    let rows = (mark.height as usize).min((l.height as usize).saturating_sub(y0));
+    if cols == 0 || rows == 0 {
+        return;
+    }
+    let mw = mark.width as usize;
+    let alpha = |mx: usize, my: usize| effective_alpha(mark.rgba[(my * mw + mx) * 4 + 3], op);
+    let (luma_plane, chroma) = planes.split_at_mut(l.y_stride * l.y_rows);
+    for my in 0..rows {
+        let row = &mut luma_plane[(y0 + my) * l.y_stride + x0..][..cols];
+        for (mx, d) in row.iter_mut().enumerate() {
+            let a = alpha(mx, my);
+            if a != 0 {
+                let m = &mark.rgba[(my * mw + mx) * 4..][..3];
+                *d = blend_channel(*d, luma(m[0], m[1], m[2]), a);
+            }
+        }
+    }
+    if l.c_stride == 0 {
+        return;
+    }
+    let (cb_plane, cr_plane) = chroma.split_at_mut(l.c_stride * l.c_rows);
+    let (sw, sh) = (l.sw as usize, l.sh as usize);
+    for cy in y0 / sh..(y0 + rows).div_ceil(sh) {
+        for cx in x0 / sw..(x0 + cols).div_ceil(sw) {
+            let (mut n, mut sum_a, mut sum_cb, mut sum_cr) = (0u32, 0u32, 0u32, 0u32);
+            for py in cy * sh..(cy * sh + sh).min(l.height as usize) {
+                for px in cx * sw..(cx * sw + sw).min(l.width as usize) {
+                    n += 1;
+                    if px < x0 || px >= x0 + cols || py < y0 || py >= y0 + rows {
+                        continue;
+                    }
+                    let (mx, my) = (px - x0, py - y0);
+                    let a = u32::from(alpha(mx, my));
+                    let m = &mark.rgba[(my * mw + mx) * 4..][..3];
+                    let (cb, cr) = chroma_of(m[0], m[1], m[2]);
+                    sum_a += a;
+                    sum_cb += a * u32::from(cb);
+                    sum_cr += a * u32::from(cr);
+                }
+            }
+            if sum_a == 0 {
+                continue;
+            }
+            let a = ((sum_a + n / 2) / n.max(1)) as u8;
+            let mcb = ((sum_cb + sum_a / 2) / sum_a) as u8;
+            let mcr = ((sum_cr + sum_a / 2) / sum_a) as u8;
+            let i = cy * l.c_stride + cx;
+            cb_plane[i] = blend_channel(cb_plane[i], mcb, a);
+            cr_plane[i] = blend_channel(cr_plane[i], mcr, a);
+        }
+    }
+}
+
+/// JPEG's (full-range BT.601) Cb and Cr of an RGB colour.
+#[inline]
+fn chroma_of(r: u8, g: u8, b: u8) -> (u8, u8) {
+    let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
+    let cb = (-11059 * r - 21709 * g + 32768 * b + (128 << 16) + 32767) >> 16;
+    let cr = (32768 * r - 27439 * g - 5329 * b + (128 << 16) + 32767) >> 16;
+    (cb.clamp(0, 255) as u8, cr.clamp(0, 255) as u8)
+}
+
 /// Drops the alpha of an RGBA frame by compositing it onto white.
 pub fn flatten_onto_white(frame: Frame) -> Frame {
     if frame.channels != 4 {
@@ -241,6 +330,59 @@ mod tests {
         };
         blend(&mut f, &mark, 0, 0, 0.5);
         assert_eq!(f.pixels, vec![128]);
+    }
+
+    #[test]
+    fn yuv_blend_matches_the_rgb_blend_through_the_colour_transform() {
+        // A 4x4 gray (128) picture in 4:2:0, a 2x2 opaque red mark at (1, 1).
+        let l = YuvLayout {
+            width: 4,
+            height: 4,
+            y_stride: 4,
+            y_rows: 4,
+            c_stride: 2,
+            c_rows: 2,
+            sw: 2,
+            sh: 2,
+        };
+        let mut planes = vec![128u8; 16 + 4 + 4];
+        let red = Mark {
+            width: 2,
+            height: 2,
+            rgba: [255, 0, 0, 255].repeat(4),
+        };
+        blend_yuv(&mut planes, &l, &red, 1, 1, 1.0);
+        let y_changed: Vec<usize> = (0..16).filter(|&i| planes[i] != 128).collect();
+        assert_eq!(y_changed, vec![5, 6, 9, 10]);
+        assert_eq!(planes[5], luma(255, 0, 0));
+        // Each of the four chroma samples covers one red pixel of four.
+        let (cb, cr) = chroma_of(255, 0, 0);
+        for i in 0..4 {
+            assert_eq!(planes[16 + i], blend_channel(128, cb, 64), "cb {i}");
+            assert_eq!(planes[20 + i], blend_channel(128, cr, 64), "cr {i}");
+        }
+    }
+
+    #[test]
+    fn yuv_blend_on_gray_touches_only_y_and_clips() {
+        let l = YuvLayout {
+            width: 3,
+            height: 2,
+            y_stride: 3,
+            y_rows: 2,
+            c_stride: 0,
+            c_rows: 0,
+            sw: 1,
+            sh: 1,
+        };
+        let mut planes = vec![0u8; 6];
+        let white = Mark {
+            width: 2,
+            height: 2,
+            rgba: [255, 255, 255, 255].repeat(4),
+        };
+        blend_yuv(&mut planes, &l, &white, 2, 1, 1.0);
+        assert_eq!(planes, vec![0, 0, 0, 0, 0, 255]);
     }
 
     #[test]

@@ -11,12 +11,12 @@ use std::io::Cursor;
 
 use image::codecs::png::{CompressionType, FilterType, PngDecoder, PngEncoder};
 use image::{ColorType, ExtendedColorType, ImageDecoder, ImageEncoder};
-use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, Subsamp};
+use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, Subsamp, YuvImage};
 
 use super::mark::{Mark, Marks};
 use super::metadata::{self, JpegMetadata};
 use super::options::{OutputFormat, StampOptions, StripMetadata};
-use super::pixels::{self, Frame};
+use super::pixels::{self, Frame, YuvLayout};
 
 /// Why an upload could not be stamped. Every variant but `Internal` and
 /// `Panicked` is the caller's input.
@@ -138,34 +138,30 @@ pub fn stamp(
     }
 }
 
-/// Puts `mark` on an upright frame where `opts` says, scaling it down
-/// first if it does not fit.
-fn apply_mark(frame: &mut Frame, mark: &Mark, opts: &StampOptions) {
-    let room_w = frame
-        .width
-        .saturating_sub(2 * opts.margin)
-        .max(frame.width / 2)
-        .max(1);
-    let room_h = frame
-        .height
-        .saturating_sub(2 * opts.margin)
-        .max(frame.height / 2)
-        .max(1);
-    let scaled = if mark.width > frame.width || mark.height > frame.height {
+/// The mark as it goes on a `w` x `h` picture (scaled down first if it
+/// does not fit) and its top-left corner.
+fn fit_and_place<'m>(
+    w: u32,
+    h: u32,
+    mark: &'m Mark,
+    opts: &StampOptions,
+) -> (std::borrow::Cow<'m, Mark>, u32, u32) {
+    let mark = if mark.width > w || mark.height > h {
+        let room_w = w.saturating_sub(2 * opts.margin).max(w / 2).max(1);
+        let room_h = h.saturating_sub(2 * opts.margin).max(h / 2).max(1);
         mark.fitted(room_w, room_h)
+            .map_or(std::borrow::Cow::Borrowed(mark), std::borrow::Cow::Owned)
     } else {
-        None
+        std::borrow::Cow::Borrowed(mark)
     };
-    let mark = scaled.as_ref().unwrap_or(mark);
-    let (x, y) = pixels::place(
-        frame.width,
-        frame.height,
-        mark.width,
-        mark.height,
-        opts.position,
-        opts.margin,
-    );
-    pixels::blend(frame, mark, x, y, opts.opacity);
+    let (x, y) = pixels::place(w, h, mark.width, mark.height, opts.position, opts.margin);
+    (mark, x, y)
+}
+
+/// Puts `mark` on an upright frame where `opts` says.
+fn apply_mark(frame: &mut Frame, mark: &Mark, opts: &StampOptions) {
+    let (mark, x, y) = fit_and_place(frame.width, frame.height, mark, opts);
+    pixels::blend(frame, &mark, x, y, opts.opacity);
 }
 
 fn stamp_jpeg(
@@ -187,6 +183,108 @@ fn stamp_jpeg(
         }
     };
     let meta = JpegMetadata::scan(input);
+    let orientation = meta.orientation();
+    let jpeg = if orientation == 1
+        && header.subsamp != Subsamp::Unknown
+        && header.colorspace != Colorspace::RGB
+    {
+        stamp_yuv(input, &header, mark, opts, codecs)?
+    } else {
+        stamp_rgb(
+            input,
+            &header,
+            orientation,
+            channels,
+            format,
+            mark,
+            opts,
+            codecs,
+        )?
+    };
+    let (width, height) = if orientation >= 5 {
+        (header.height as u32, header.width as u32)
+    } else {
+        (header.width as u32, header.height as u32)
+    };
+    let (exif, icc) = kept_metadata(meta.exif, meta.icc_segments, opts.strip);
+    Ok(Stamped {
+        bytes: metadata::insert_segments(&jpeg, exif.as_deref(), &icc),
+        content_type: "image/jpeg",
+        width,
+        height,
+    })
+}
+
+/// The common case: upright YCbCr or gray. Decodes to planes (no colour
+/// conversion, no chroma resampling), blends there, encodes the planes.
+fn stamp_yuv(
+    input: &[u8],
+    header: &turbojpeg::DecompressHeader,
+    mark: &Mark,
+    opts: &StampOptions,
+    codecs: &mut Codecs,
+) -> Result<Vec<u8>, StampError> {
+    let (w, h, subsamp) = (header.width, header.height, header.subsamp);
+    let len = turbojpeg::yuv_pixels_len(w, 1, h, subsamp).map_err(internal)?;
+    let mut planes = vec![0u8; len];
+    let shape = YuvImage {
+        pixels: (),
+        width: w,
+        align: 1,
+        height: h,
+        subsamp,
+    };
+    let gray = subsamp == Subsamp::Gray;
+    let layout = YuvLayout {
+        width: w as u32,
+        height: h as u32,
+        y_stride: shape.y_width(),
+        y_rows: shape.y_height(),
+        c_stride: if gray { 0 } else { shape.uv_width() },
+        c_rows: if gray { 0 } else { shape.uv_height() },
+        sw: subsamp.width() as u32,
+        sh: subsamp.height() as u32,
+    };
+    codecs
+        .decompressor
+        .decompress_to_yuv(
+            input,
+            YuvImage {
+                pixels: planes.as_mut_slice(),
+                width: w,
+                align: 1,
+                height: h,
+                subsamp,
+            },
+        )
+        .map_err(|e| StampError::Corrupt(e.to_string()))?;
+    let (mark, x, y) = fit_and_place(w as u32, h as u32, mark, opts);
+    pixels::blend_yuv(&mut planes, &layout, &mark, x, y, opts.opacity);
+    let c = &mut codecs.compressor;
+    c.set_quality(i32::from(opts.quality)).map_err(internal)?;
+    c.compress_yuv_to_vec(YuvImage {
+        pixels: planes.as_slice(),
+        width: w,
+        align: 1,
+        height: h,
+        subsamp,
+    })
+    .map_err(internal)
+}
+
+/// Everything else (EXIF-rotated, RGB-coded, odd sampling): decode to
+/// pixels, turn upright, blend, encode.
+#[allow(clippy::too_many_arguments)]
+fn stamp_rgb(
+    input: &[u8],
+    header: &turbojpeg::DecompressHeader,
+    orientation: u16,
+    channels: u8,
+    format: PixelFormat,
+    mark: &Mark,
+    opts: &StampOptions,
+    codecs: &mut Codecs,
+) -> Result<Vec<u8>, StampError> {
     let (w, h) = (header.width, header.height);
     let mut pixels = vec![0u8; w * h * usize::from(channels)];
     codecs
@@ -202,7 +300,6 @@ fn stamp_jpeg(
             },
         )
         .map_err(|e| StampError::Corrupt(e.to_string()))?;
-    let orientation = meta.orientation();
     let mut frame = pixels::orient(
         Frame {
             width: w as u32,
@@ -224,14 +321,7 @@ fn stamp_jpeg(
             _ => Subsamp::Sub2x2,
         }
     };
-    let jpeg = encode_jpeg(&frame, opts.quality, subsamp, codecs)?;
-    let (exif, icc) = kept_metadata(meta.exif, meta.icc_segments, opts.strip);
-    Ok(Stamped {
-        bytes: metadata::insert_segments(&jpeg, exif.as_deref(), &icc),
-        content_type: "image/jpeg",
-        width: frame.width,
-        height: frame.height,
-    })
+    encode_jpeg(&frame, opts.quality, subsamp, codecs)
 }
 
 /// What survives `strip` (the orientation is reset: pixels are upright).
@@ -480,6 +570,40 @@ mod tests {
     }
 
     #[test]
+    fn icc_and_exif_are_kept_or_stripped_as_configured() {
+        let mut codecs = Codecs::new().unwrap();
+        let profile: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let jpeg = photo("leaves");
+        let with_meta = metadata::insert_segments(
+            &jpeg,
+            Some(&tiff_with(1, true)),
+            &metadata::icc_segments(&profile),
+        );
+        let out = stamp(&with_meta, &marks(), &opts(), &mut codecs).unwrap();
+        let meta = JpegMetadata::scan(&out.bytes);
+        assert_eq!(meta.icc_profile(), Some(profile.clone()));
+        let lat = [48u32, 1, 51].map(u32::to_le_bytes).concat();
+        let exif = meta.exif.unwrap();
+        assert!(!exif.windows(lat.len()).any(|w| w == lat));
+        let keep_all = StampOptions {
+            strip: StripMetadata::None,
+            ..opts()
+        };
+        let out = stamp(&with_meta, &marks(), &keep_all, &mut codecs).unwrap();
+        let exif = JpegMetadata::scan(&out.bytes).exif.unwrap();
+        assert!(
+            exif.windows(lat.len()).any(|w| w == lat),
+            "GPS kept on request"
+        );
+        let strip_all = StampOptions {
+            strip: StripMetadata::All,
+            ..opts()
+        };
+        let out = stamp(&with_meta, &marks(), &strip_all, &mut codecs).unwrap();
+        assert_eq!(JpegMetadata::scan(&out.bytes), JpegMetadata::default());
+    }
+
+    #[test]
     fn grayscale_and_444_jpegs_keep_their_sampling() {
         let mut codecs = Codecs::new().unwrap();
         let frame = rgb(&photo("boats"));
@@ -529,15 +653,16 @@ mod tests {
     #[test]
     fn a_mark_larger_than_the_picture_is_scaled_to_fit() {
         let mut codecs = Codecs::new().unwrap();
+        // Odd sizes: the planes are padded, the blend clips to the picture.
         let small = Frame {
-            width: 200,
-            height: 150,
+            width: 201,
+            height: 151,
             channels: 3,
-            pixels: vec![0; 200 * 150 * 3],
+            pixels: vec![0; 201 * 151 * 3],
         };
         let jpeg = encode_jpeg(&small, 90, Subsamp::Sub2x2, &mut codecs).unwrap();
         let out = stamp(&jpeg, &marks(), &opts(), &mut codecs).unwrap();
-        assert_eq!((out.width, out.height), (200, 150));
+        assert_eq!((out.width, out.height), (201, 151));
         assert!(
             rgb(&out.bytes).pixels.iter().any(|&p| p > 100),
             "mark visible"
