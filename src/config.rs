@@ -64,6 +64,13 @@ pub struct ServerSettings {
     /// On SIGTERM/SIGINT: how long draining and flushing may take before the
     /// daemon gives up and exits non-zero.
     pub shutdown_grace_ms: u64,
+    /// PEM certificate chain; with `tls_key`, `addr` speaks HTTPS (rustls).
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
+    /// Origins a browser may call from (`https://shop.example`, or `*`);
+    /// a request with another `Origin` is refused 403.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -72,6 +79,9 @@ impl Default for ServerSettings {
             addr: "127.0.0.1:8080".to_owned(),
             workers: 0,
             shutdown_grace_ms: 10_000,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -282,6 +292,23 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "server.shutdown_grace_ms".into(),
                 reason: "must be at least 1".into(),
+            });
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "server.tls_key".into(),
+                reason: "tls_cert and tls_key go together: set both or neither".into(),
+            });
+        }
+        if let Some(bad) = self
+            .server
+            .allowed_origins
+            .iter()
+            .find(|o| *o != "*" && !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.allowed_origins".into(),
+                reason: format!("{bad:?} is not an origin (https://host[:port] or *)"),
             });
         }
         if self.pools.viber_senders == 0 {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use tasklet_actors::store::Store;
@@ -50,17 +51,29 @@ impl Daemon {
             secrets: secrets.clone(),
         };
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-        let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
-            .workers(config.server.worker_threads())
-            .disable_signals()
-            .shutdown_timeout(grace.as_secs().max(1))
-            .bind(&config.server.addr)
-            .with_context(|| format!("binding {}", config.server.addr))?;
+        let origins = http::origin::OriginPolicy::new(&config.server.allowed_origins);
+        let server = HttpServer::new(move || {
+            let origins = origins.clone();
+            App::new()
+                .wrap(from_fn(move |req, next| {
+                    http::origin::check(origins.clone(), req, next)
+                }))
+                .configure(http::configure(state.clone()))
+        })
+        .workers(config.server.worker_threads())
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs().max(1));
+        let server = match tls_config(&config)? {
+            Some(tls) => server.bind_rustls_0_23(&config.server.addr, tls),
+            None => server.bind(&config.server.addr),
+        }
+        .with_context(|| format!("binding {}", config.server.addr))?;
         let addr = *server.addrs().first().context("no listening address")?;
         let server = server.run();
         let handle = server.handle();
         let serving = tokio::spawn(server);
-        info!(%addr, pipelines = ?topology.pipelines, "listening");
+        let tls = !config.server.tls_cert.is_empty();
+        info!(%addr, tls, pipelines = ?topology.pipelines, "listening");
         Ok(Daemon {
             addr,
             store,
@@ -135,4 +148,31 @@ impl Signals {
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+/// The rustls server config when `server.tls_cert` and `server.tls_key`
+/// are set (paths relative to the config file).
+fn tls_config(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (&config.server.tls_cert, &config.server.tls_key);
+    if cert.is_empty() || key.is_empty() {
+        return Ok(None);
+    }
+    let cert = config.base_dir.join(cert);
+    let key = config.base_dir.join(key);
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("server.tls_cert: reading {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .with_context(|| format!("server.tls_key: reading {}", key.display()))?;
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("server.tls_cert/tls_key: certificate and key do not fit")?;
+    Ok(Some(tls))
 }

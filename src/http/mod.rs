@@ -7,6 +7,7 @@ mod errors;
 mod health;
 mod notify;
 mod odds;
+pub mod origin;
 mod watermark;
 
 pub use errors::{from_actix, ApiError};

@@ -1,6 +1,7 @@
 //! `tasklet sim <party>`: simulators of every outside party, speaking the
 //! real protocol on loopback, so that everything runs on one machine.
 
+pub mod beards;
 pub mod bookmaker;
 pub mod transactions;
 pub mod viber;
@@ -15,6 +16,8 @@ pub enum SimCommand {
     Transactions(transactions::TransactionsArgs),
     /// A bookmaker site with live games whose odds move (favbet JSON-RPC or HTML).
     Bookmaker(bookmaker::BookmakerArgs),
+    /// A beard catalog site that keeps changing (catalog page + PNG beards).
+    Beards(beards::BeardsArgs),
 }
 
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
@@ -22,5 +25,6 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
         SimCommand::Viber(args) => viber::run(args).await,
         SimCommand::Transactions(args) => transactions::run(args).await,
         SimCommand::Bookmaker(args) => bookmaker::run(args).await,
+        SimCommand::Beards(args) => beards::run(args).await,
     }
 }

@@ -13,10 +13,16 @@
 //! | `metadata.rs` | JPEG EXIF/ICC segments: orientation, GPS stripping, re-insertion |
 //! | `options.rs` | per-request options (position, margin, opacity, quality, format, strip) |
 //! | `config.rs` | [`WatermarkSettings`], the `[watermark]` section |
+//! | `face.rs` | face finding: BlazeFace + FaceMesh through tract-onnx (beard pipeline) |
+//! | `beard.rs` | beard placement and blending, pure (beard pipeline) |
+//! | `dress.rs` | `Dress`, the beard job for the pool: decode, find faces, place, blend, encode |
 
+pub mod beard;
 pub mod blend;
 mod compositor;
 mod config;
+pub mod dress;
+pub mod face;
 pub mod jpeg;
 pub mod mark;
 mod messages;
