@@ -1,6 +1,6 @@
 //! The in-process stamp (sniff, decode, blend, encode, metadata) of each
 //! photo in `tests/data`, on one thread: the figure compared with Pillow's
-//! `Image.open → paste → save(quality=85)` in docs/perf-watermark.md.
+//! `Image.open → paste → save(quality=85)` in docs/PERFORMANCE.md.
 //!
 //! `taskset -c 1 cargo bench --bench stamp`
 
