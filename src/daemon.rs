@@ -101,6 +101,8 @@ impl Daemon {
             ..
         } = self;
         let stop = async move {
+            // Long-lived responses end first, or the graceful stop waits for them.
+            topology.begin_closing();
             server.stop(true).await;
             let _ = serving.await;
             topology.shutdown().await;

@@ -29,6 +29,10 @@ pub struct Topology {
     stages: Vec<Stage>,
     /// What the HTTP layer needs of each started pipeline.
     pub handles: Handles,
+    /// Set to `true` when the stop begins, before HTTP stops taking
+    /// requests: long-lived responses (SSE streams) end on it so that the
+    /// graceful HTTP stop does not wait for them.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// One handle per pipeline, `None` when it is not enabled.
@@ -77,7 +81,18 @@ impl Topology {
             pipelines: Vec::new(),
             stages: Vec::new(),
             handles: Handles::default(),
+            closing: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Turns `true` when the daemon starts stopping.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Tells every [`closing`](Self::closing) watcher that the stop began.
+    pub fn begin_closing(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Adds a stop stage; stages run in the order they were added.

@@ -112,28 +112,11 @@ pub async fn start(
         parser_threads = threads,
         "started"
     );
-    let (closing_tx, closing) = watch::channel(false);
-    let closing_tx = std::rc::Rc::new(closing_tx);
-    let on_signal = closing_tx.clone();
-    actix_rt::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-            _ = on_signal.closed() => {}
-        }
-        let _ = on_signal.send(true);
-    });
+    // SSE streams end when the daemon starts stopping (before HTTP drains).
+    let closing = topology.closing();
     let stopping = discoveries.clone();
     topology.on_stop("odds: stop discovery and fetchers", move || {
         Box::pin(async move {
-            let _ = closing_tx.send(true);
             for d in stopping {
                 let _ = d.send(StopDiscovery).await;
             }
