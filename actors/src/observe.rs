@@ -1,7 +1,7 @@
 //! Per-actor metrics every actor records the same way: messages handled,
 //! time spent handling them, and restarts.
 //!
-//! ```ignore
+//! ```text
 //! fn handle(&mut self, msg: Snapshot, ctx: &mut Context<Self>) {
 //!     let _handled = observe::handling("Differ");
 //!     ...
