@@ -119,7 +119,7 @@ impl Topology {
 /// Restarts `make` whenever the future it returns ends with an error, with
 /// capped exponential backoff; logs why. Used for actors that talk to the
 /// network. Stops when `make` returns `Ok`.
-pub async fn supervise<F, Fut>(name: &str, initial: Duration, max: Duration, mut make: F)
+pub async fn supervise<F, Fut>(name: &'static str, initial: Duration, max: Duration, mut make: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -137,8 +137,7 @@ where
                     delay = initial;
                 }
                 warn!(actor = name, attempt, restart_in_ms = delay.as_millis() as u64, error = %format!("{error:#}"), "stopped with an error, restarting");
-                metrics::counter!("tasklet_actor_restarts_total", "actor" => name.to_owned())
-                    .increment(1);
+                tasklet_actors::observe::restarted(name);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(max);
             }

@@ -17,6 +17,7 @@ use tasklet_actors::beards::{CatalogError, GetBeard, ListStyles};
 use tasklet_actors::compose::blend::opacity_u8;
 use tasklet_actors::compose::dress::{Dress, DressError, DressOptions, FaceChoice};
 use tasklet_actors::compose::face::FaceBox;
+use tasklet_actors::observe;
 use tracing::info;
 
 use super::{ApiError, AppState};
@@ -186,6 +187,7 @@ async fn post_beard(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let h = handle(&state)?;
+    let request_id = super::request_id(&req, "bd");
     let style = query
         .style
         .clone()
@@ -207,30 +209,30 @@ async fn post_beard(
             retry_after_s: 1,
         })?;
     let photo = read_photo(&req, payload, h.settings.max_body_bytes).await?;
-    let beard = h
-        .catalog
-        .send(GetBeard {
-            style: style.clone(),
-        })
+    let get = GetBeard {
+        style: style.clone(),
+        request_id: request_id.clone(),
+    };
+    let beard = observe::queued("BeardCatalog", h.catalog.send(get))
         .await
         .map_err(|e| ApiError::Internal(format!("beard catalog: {e}")))?
         .map_err(catalog_error)?;
     let photo_bytes = photo.len();
-    let dressed = h
-        .dresser
-        .send(Dress {
-            photo,
-            beard: beard.image.clone(),
-            options: DressOptions {
-                faces,
-                face,
-                width_factor: h.settings.width_factor,
-                opacity_u8: opacity_u8(h.settings.opacity),
-                quality: h.settings.quality,
-                max_pixels: h.settings.max_pixels,
-            },
-            models_dir: h.models_dir.clone(),
-        })
+    let dress = Dress {
+        request_id: request_id.clone(),
+        photo,
+        beard: beard.image.clone(),
+        options: DressOptions {
+            faces,
+            face,
+            width_factor: h.settings.width_factor,
+            opacity_u8: opacity_u8(h.settings.opacity),
+            quality: h.settings.quality,
+            max_pixels: h.settings.max_pixels,
+        },
+        models_dir: h.models_dir.clone(),
+    };
+    let dressed = observe::queued("Compositor", h.dresser.send(dress))
         .await
         .map_err(|e| ApiError::Internal(format!("compositor pool: {e}")))?
         .map_err(dress_error)?;
@@ -238,6 +240,7 @@ async fn post_beard(
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     info!(
         pipeline = "beard",
+        %request_id,
         style = %style,
         photo_bytes,
         faces = dressed.faces.len(),
@@ -250,6 +253,7 @@ async fn post_beard(
     let mut response = HttpResponse::Ok();
     response
         .content_type("image/jpeg")
+        .insert_header(("X-Request-Id", request_id))
         .insert_header(("X-Beard-Style", style))
         .insert_header(("X-Beard-Stale", beard.stale.to_string()))
         .insert_header(("X-Beard-Age", beard.age_s.to_string()))
@@ -277,9 +281,7 @@ async fn post_beard(
 /// `GET /v1/beards`: the styles known now, with freshness.
 async fn get_beards(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let h = handle(&state)?;
-    let listing = h
-        .catalog
-        .send(ListStyles)
+    let listing = observe::queued("BeardCatalog", h.catalog.send(ListStyles))
         .await
         .map_err(|e| ApiError::Internal(format!("beard catalog: {e}")))?;
     Ok(HttpResponse::Ok().json(listing))

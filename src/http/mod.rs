@@ -13,7 +13,9 @@ mod watermark;
 pub use errors::{from_actix, ApiError};
 pub use notify::{viber_signature, SIGNATURE_HEADER};
 
-use actix_web::web;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::{web, HttpRequest};
 use tasklet_actors::store::Store;
 
 use crate::config::Secrets;
@@ -47,4 +49,16 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such resource".into()))
             }));
     }
+}
+
+/// The id that follows a request through the logs of every actor on its
+/// path: the client's `X-Request-Id` (1 to 64 bytes) or `{prefix}-{n}`.
+fn request_id(req: &HttpRequest, prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }

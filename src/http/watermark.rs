@@ -7,7 +7,6 @@
 //! is taken before the body is read; none free → 503 + `Retry-After`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_multipart::Multipart;
@@ -18,6 +17,7 @@ use futures_util::{Stream, StreamExt};
 use tasklet_actors::compose::{
     OutputFormat, Position, Stamp, StampError, StampOptions, WatermarkSettings,
 };
+use tasklet_actors::observe;
 use tracing::{info, warn};
 
 use super::{ApiError, AppState};
@@ -206,16 +206,6 @@ impl From<StampError> for ApiError {
     }
 }
 
-fn request_id(req: &HttpRequest) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64)
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("wm-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
-}
-
 async fn post_watermark(
     req: HttpRequest,
     query: web::Query<HashMap<String, String>>,
@@ -227,7 +217,7 @@ async fn post_watermark(
         ApiError::NotFound("the watermark pipeline is disabled (watermark.enabled)".into())
     })?;
     let settings = &handle.settings;
-    let request_id = request_id(&req);
+    let request_id = super::request_id(&req, "wm");
     let result = async {
         let options = parse_options(&query, settings)?;
         let kind = body_kind(req.headers())?;
@@ -277,7 +267,7 @@ async fn post_watermark(
             options,
         };
         let job = actix_rt::spawn(async move {
-            let answer = compositor.send(stamp).await;
+            let answer = observe::queued("Compositor", compositor.send(stamp)).await;
             drop(permit);
             answer
         });
@@ -292,7 +282,7 @@ async fn post_watermark(
     match result {
         Ok((stamped, body_bytes)) => {
             info!(pipeline = "watermark", %request_id, body_bytes, out_bytes = stamped.bytes.len(), width = stamped.width, height = stamped.height, path = stamped.path.as_str(), elapsed_ms, "stamped");
-            metrics::histogram!("tasklet_watermark_request_seconds")
+            metrics::histogram!("tasklet_watermark_request_seconds", "path" => stamped.path.as_str())
                 .record(started.elapsed().as_secs_f64());
             Ok(HttpResponse::Ok()
                 .content_type(stamped.content_type)

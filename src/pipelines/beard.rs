@@ -111,6 +111,7 @@ impl Handler<StopCatalog> for BeardCatalog {
     type Result = ();
 
     fn handle(&mut self, _msg: StopCatalog, ctx: &mut Context<Self>) {
+        let _handled = tasklet_actors::observe::handling("BeardCatalog");
         ctx.stop();
     }
 }

@@ -10,13 +10,14 @@ use actix::prelude::*;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::{StatusCode, Url};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use super::config::{BeardSelectors, BeardSettings};
 use super::messages::{
     CatalogError, CatalogListing, GetBeard, ListStyles, StyleFreshness, StyleImage,
 };
 use crate::compose::beard::{default_anchor, BeardImage};
+use crate::observe;
 
 /// Largest beard image side accepted from the catalog, in pixels.
 const MAX_BEARD_SIDE: u32 = 4096;
@@ -286,6 +287,9 @@ impl Handler<GetBeard> for BeardCatalog {
     type Result = ResponseFuture<Result<StyleImage, CatalogError>>;
 
     fn handle(&mut self, msg: GetBeard, ctx: &mut Context<Self>) -> Self::Result {
+        let span = info_span!("BeardCatalog", pipeline = "beard", request_id = %msg.request_id, style = %msg.style);
+        let entered = span.clone().entered();
+        let handled = observe::handling("BeardCatalog");
         let (tx, rx) = oneshot::channel();
         let style = msg.style;
         if self.listed.contains_key(&style) || self.cache.peek(&style).is_some() {
@@ -306,7 +310,14 @@ impl Handler<GetBeard> for BeardCatalog {
                 self.refresh_list(ctx, Some((style, tx)));
             }
         }
-        Box::pin(async move { rx.await.unwrap_or(Err(CatalogError::Stopped)) })
+        drop(entered);
+        Box::pin(
+            async move {
+                let _handled = handled;
+                rx.await.unwrap_or(Err(CatalogError::Stopped))
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -314,6 +325,7 @@ impl Handler<ListStyles> for BeardCatalog {
     type Result = MessageResult<ListStyles>;
 
     fn handle(&mut self, _msg: ListStyles, _ctx: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("BeardCatalog");
         let now = Instant::now();
         let mut styles: Vec<StyleFreshness> = self
             .listed

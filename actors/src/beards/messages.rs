@@ -12,6 +12,8 @@ use crate::compose::beard::BeardImage;
 #[derive(Debug, Clone)]
 pub struct GetBeard {
     pub style: String,
+    /// Follows the request through the logs.
+    pub request_id: String,
 }
 
 impl Message for GetBeard {

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{Actor, Handler, SyncContext};
-use tracing::{debug, error};
+use tracing::{debug, error, info_span};
 
 use super::mark::Marks;
 use super::messages::Stamp;
 use super::options::StampOptions;
 use super::stamp::{self, Codecs, StampError, Stamped};
+use crate::observe;
 
 /// The pure function a compositor runs for a [`Stamp`] (swappable so a
 /// test can make it panic).
@@ -22,6 +23,7 @@ pub type StampFn = fn(&[u8], &Marks, &StampOptions, &mut Codecs) -> Result<Stamp
 /// - answers with the stamped image or a [`StampError`] (its input's fault,
 ///   or `Panicked` when the image code panicked: the panic is caught, logged
 ///   with the request id, and the worker goes on with fresh codec handles);
+/// - also runs the beard pipeline's [`Dress`](super::dress::Dress);
 /// - owns the decoded marks (shared by the pool, decoded once at start) and
 ///   its own libjpeg-turbo handles, reused across requests.
 pub struct Compositor {
@@ -59,6 +61,8 @@ impl Handler<Stamp> for Compositor {
             body,
             options,
         } = msg;
+        let _span = info_span!("Compositor", pipeline = "watermark", %request_id).entered();
+        let _handled = observe::handling("Compositor");
         let mut codecs = match self.codecs.take() {
             Some(c) => c,
             None => Codecs::new()?,
@@ -78,6 +82,7 @@ impl Handler<Stamp> for Compositor {
                 // request makes new ones.
                 let reason = panic_reason(panic.as_ref());
                 error!(pipeline = "watermark", actor = "compositor", %request_id, reason = %reason, elapsed_ms, "stamp panicked");
+                observe::restarted("Compositor");
                 Err(StampError::Panicked(reason))
             }
         };
@@ -88,9 +93,9 @@ impl Handler<Stamp> for Compositor {
             Err(_) => "rejected",
         };
         metrics::counter!("tasklet_watermark_stamps_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("tasklet_watermark_stamp_seconds")
-            .record(started.elapsed().as_secs_f64());
         let path = result.as_ref().map_or("none", |s| s.path.as_str());
+        metrics::histogram!("tasklet_watermark_stamp_seconds", "path" => path)
+            .record(started.elapsed().as_secs_f64());
         if result.is_ok() {
             metrics::counter!("tasklet_watermark_images_total", "path" => path).increment(1);
         }

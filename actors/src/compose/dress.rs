@@ -30,6 +30,8 @@ pub enum FaceChoice {
 
 /// Put `beard` on the faces of `photo`; answers a JPEG.
 pub struct Dress {
+    /// Follows the request through the logs.
+    pub request_id: String,
     /// The uploaded photo (JPEG, PNG or WebP). Never logged, never stored.
     pub photo: bytes::Bytes,
     pub beard: Arc<BeardImage>,
@@ -41,6 +43,7 @@ pub struct Dress {
 impl std::fmt::Debug for Dress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dress")
+            .field("request_id", &self.request_id)
             .field("photo_bytes", &self.photo.len())
             .field("beard", &self.beard)
             .field("options", &self.options)
@@ -387,6 +390,10 @@ impl actix::Handler<Dress> for super::compositor::Compositor {
 
     fn handle(&mut self, msg: Dress, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
+        let _span =
+            tracing::info_span!("Compositor", pipeline = "beard", request_id = %msg.request_id)
+                .entered();
+        let _handled = crate::observe::handling("Compositor");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             with_finder(&msg.models_dir, |finder| {
                 dress(finder, &msg.photo, &msg.beard, &msg.options)
@@ -399,6 +406,7 @@ impl actix::Handler<Dress> for super::compositor::Compositor {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
             tracing::error!(pipeline = "beard", actor = "compositor", photo_bytes = msg.photo.len(), reason = %reason, "dress panicked");
+            crate::observe::restarted("Compositor");
             Err(DressError::Panicked(reason))
         });
         let outcome = match &result {

@@ -16,12 +16,13 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::messages::{
     Ack, Delivery, DeliveryTag, TransactionStatus, DEAD_REASON_HEADER, PUBLISHED_AT_HEADER,
 };
 use super::NotifySettings;
+use crate::observe;
 use crate::store::models::now_us;
 
 /// Consumes the transaction-status queue and hands each valid message to
@@ -152,6 +153,7 @@ impl Handler<Ack> for AmqpConsumer {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, Ack(tags): Ack, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("AmqpConsumer");
         let stats = self.stats.clone();
         let mut link = self.link.borrow_mut();
         let Some(link) = link.as_mut() else {
@@ -169,6 +171,7 @@ impl Handler<Ack> for AmqpConsumer {
             &mut link.outstanding,
             current.into_iter().map(|t| t.tag).collect(),
         );
+        unacked(&link.outstanding);
         let channel = link.channel.clone();
         Box::pin(async move {
             let frames = plan
@@ -243,6 +246,7 @@ impl Handler<StopIntake> for AmqpConsumer {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: StopIntake, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("AmqpConsumer");
         let _ = self.stop.send(true);
         let current = self
             .link
@@ -271,6 +275,7 @@ impl Handler<Close> for AmqpConsumer {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Close, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("AmqpConsumer");
         let _ = self.stop.send(true);
         let link = self.link.borrow_mut().take();
         let done = async move {
@@ -287,6 +292,7 @@ impl Handler<GetConsumerStats> for AmqpConsumer {
     type Result = MessageResult<GetConsumerStats>;
 
     fn handle(&mut self, _: GetConsumerStats, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("AmqpConsumer");
         let s = &self.stats;
         MessageResult(ConsumerStats {
             delivered: s.delivered.load(Ordering::Relaxed),
@@ -324,6 +330,7 @@ impl Session {
             if !*self.stop.borrow() {
                 if let Some(old) = self.link.borrow_mut().take() {
                     drop(old);
+                    unacked(&BTreeSet::new());
                 }
             }
             match result {
@@ -332,8 +339,7 @@ impl Session {
                     if started.elapsed() > max * 4 {
                         delay = initial;
                     }
-                    metrics::counter!("tasklet_actor_restarts_total", "actor" => "AmqpConsumer")
-                        .increment(1);
+                    observe::restarted("AmqpConsumer");
                     warn!(pipeline = "notify", actor = "AmqpConsumer", %error, retry_in_ms = delay.as_millis() as u64, "consumer stopped, reconnecting");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -408,24 +414,33 @@ impl Session {
             };
             match TransactionStatus::parse(&delivery.data) {
                 Ok(message) => {
+                    let span = info_span!("AmqpConsumer", pipeline = "notify", tx = %message.transaction_id, id = %message.id);
+                    let handled = observe::handling("AmqpConsumer");
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("tasklet_notify_received_total").increment(1);
                     let published_at_us = published_at_us(&delivery.properties);
                     if let Some(link) = self.link.borrow_mut().as_mut() {
                         link.outstanding.insert(delivery.delivery_tag);
+                        unacked(&link.outstanding);
                     }
-                    self.sender
-                        .send(Delivery {
-                            tag,
-                            redelivered: delivery.redelivered,
-                            message,
-                            published_at_us,
-                            received: Instant::now(),
-                        })
-                        .await
-                        .map_err(|_| ConsumerError::SenderGone)?;
+                    let send = self.sender.send(Delivery {
+                        tag,
+                        redelivered: delivery.redelivered,
+                        message,
+                        published_at_us,
+                        received: Instant::now(),
+                    });
+                    async move {
+                        let sent = observe::queued("ViberSender", send).await;
+                        drop(handled);
+                        sent
+                    }
+                    .instrument(span)
+                    .await
+                    .map_err(|_| ConsumerError::SenderGone)?;
                 }
                 Err(reason) => {
+                    let _handled = observe::handling("AmqpConsumer");
                     let reason = reason.to_string();
                     warn!(pipeline = "notify", actor = "AmqpConsumer", tag = delivery.delivery_tag, bytes = delivery.data.len(), %reason, "poison message, dead-lettering");
                     dead_letter(&dead, s, &delivery, &reason).await?;
@@ -438,6 +453,12 @@ impl Session {
             }
         }
     }
+}
+
+/// Sets `tasklet_notify_unacked`: deliveries handed to the senders and
+/// not acked yet (at most the prefetch).
+fn unacked(outstanding: &BTreeSet<u64>) {
+    metrics::gauge!("tasklet_notify_unacked").set(outstanding.len() as f64);
 }
 
 /// Declares the dead-letter exchange (fanout) and queue, and the main queue

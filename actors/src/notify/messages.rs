@@ -213,6 +213,10 @@ impl Message for Delivery {
 /// What became of one delivery, for the log.
 pub struct Outcome {
     pub tag: DeliveryTag,
+    /// The message id (`TransactionStatus::id`), for the logs.
+    pub id: String,
+    /// The transaction id, for the logs.
+    pub tx: String,
     /// The row to store; `None` when the log already holds this message
     /// (a redelivery of something sent before): only the ack is owed.
     pub row: Option<NewNotification>,
@@ -222,7 +226,8 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outcome")
             .field("tag", &self.tag)
-            .field("id", &self.row.as_ref().map(|r| r.message_id.as_str()))
+            .field("id", &self.id)
+            .field("tx", &self.tx)
             .field("state", &self.row.as_ref().map(|r| r.state.as_str()))
             .finish()
     }

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use tracing::warn;
+use tracing::{info_span, warn, Instrument};
 
 use super::messages::{Ack, Outcome};
+use crate::observe;
 use crate::store::models::{now_us, NewNotification};
 use crate::store::{Flush, Insert};
 
@@ -118,32 +119,40 @@ impl Handler<Outcome> for NotificationLog {
         let writer = self.writer.clone();
         let acks = self.acks.clone();
         shared.owed.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move {
-            let Outcome { tag, row } = outcome;
+        let span =
+            info_span!("NotificationLog", pipeline = "notify", tx = %outcome.tx, id = %outcome.id);
+        let handled = observe::handling("NotificationLog");
+        let work = async move {
+            let _handled = handled;
+            let Outcome { tag, row, .. } = outcome;
             let Some(row) = row else {
                 ack(&acks, &shared, tag, None).await;
                 return;
             };
             let enqueued = row.enqueued_at_us;
             // Waits while the writer's mailbox is full: back-pressure.
-            match writer.send(Insert(vec![row])).await {
+            match observe::queued("BatchWriter", writer.send(Insert(vec![row]))).await {
                 Ok(receipt) => {
-                    actix::spawn(async move {
-                        match receipt.await {
-                            Ok(_) => ack(&acks, &shared, tag, Some(enqueued)).await,
-                            Err(error) => {
-                                warn!(pipeline = "notify", actor = "NotificationLog", %error, "row not committed, not acking");
-                                shared.owed.fetch_sub(1, Ordering::SeqCst);
+                    actix::spawn(
+                        async move {
+                            match receipt.await {
+                                Ok(_) => ack(&acks, &shared, tag, Some(enqueued)).await,
+                                Err(error) => {
+                                    warn!(pipeline = "notify", actor = "NotificationLog", %error, "row not committed, not acking");
+                                    shared.owed.fetch_sub(1, Ordering::SeqCst);
+                                }
                             }
                         }
-                    });
+                        .in_current_span(),
+                    );
                 }
                 Err(error) => {
                     warn!(pipeline = "notify", actor = "NotificationLog", %error, "writer unreachable, not acking");
                     shared.owed.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-        })
+        };
+        Box::pin(work.instrument(span))
     }
 }
 
@@ -183,7 +192,7 @@ async fn ack(
         .map(|mut r| std::mem::take(&mut *r))
         .unwrap_or_default();
     let n = tags.len();
-    match acks.send(Ack(tags)).await {
+    match observe::queued("AmqpConsumer", acks.send(Ack(tags))).await {
         Ok(()) => {
             shared.acked.fetch_add(n, Ordering::SeqCst);
         }
@@ -200,8 +209,10 @@ impl Handler<Settle> for NotificationLog {
     fn handle(&mut self, _: Settle, _: &mut Context<Self>) -> Self::Result {
         let flush = self.flush.clone();
         let shared = self.shared.clone();
+        let handled = observe::handling("NotificationLog");
         Box::pin(async move {
-            match flush.send(Flush).await {
+            let _handled = handled;
+            match observe::queued("BatchWriter", flush.send(Flush)).await {
                 Ok(receipt) => {
                     let _ = receipt.await;
                 }
@@ -220,6 +231,7 @@ impl Handler<GetLogStats> for NotificationLog {
     type Result = MessageResult<GetLogStats>;
 
     fn handle(&mut self, _: GetLogStats, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("NotificationLog");
         let mut lags_us: Vec<i64> = self
             .shared
             .lags_us
@@ -294,12 +306,16 @@ mod tests {
         let t = |tag| DeliveryTag { channel: 1, tag };
         log.send(Outcome {
             tag: t(1),
+            id: "a".into(),
+            tx: "t".into(),
             row: Some(row("a")),
         })
         .await
         .unwrap();
         log.send(Outcome {
             tag: t(2),
+            id: "b".into(),
+            tx: "t".into(),
             row: None,
         })
         .await

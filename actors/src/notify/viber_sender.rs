@@ -9,11 +9,12 @@ use actix::prelude::*;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Semaphore};
-use tracing::{debug, warn};
+use tracing::{debug, info_span, warn, Instrument};
 
 use super::actions;
 use super::messages::{state, Delivery, Outcome};
 use super::NotifySettings;
+use crate::observe;
 use crate::store::models::{now_us, NewNotification};
 use crate::store::Store;
 
@@ -124,16 +125,25 @@ impl Handler<Delivery> for ViberSender {
     fn handle(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         let inner = self.inner.clone();
         inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let id = delivery.message.id.clone();
+        let tx = delivery.message.transaction_id.clone();
+        let span = info_span!("ViberSender", pipeline = "notify", %tx, %id);
+        let handled = observe::handling("ViberSender");
         ctx.spawn(
             async move {
+                let _handled = handled;
                 let tag = delivery.tag;
                 let row = inner.process(delivery).await;
-                if let Err(error) = inner.log.send(Outcome { tag, row }).await {
+                let outcome = Outcome { tag, id, tx, row };
+                if let Err(error) =
+                    observe::queued("NotificationLog", inner.log.send(outcome)).await
+                {
                     // Not acked: the broker delivers it again.
                     warn!(pipeline = "notify", actor = "ViberSender", %error, "log unreachable");
                 }
                 inner.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
+            .instrument(span)
             .into_actor(self),
         );
     }
@@ -144,7 +154,9 @@ impl Handler<Drain> for ViberSender {
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
         let inner = self.inner.clone();
+        let handled = observe::handling("ViberSender");
         Box::pin(async move {
+            let _handled = handled;
             while inner.in_flight.load(Ordering::SeqCst) > 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -267,6 +279,8 @@ impl Inner {
             metrics::histogram!("tasklet_notify_viber_request_seconds")
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!("tasklet_notify_viber_attempts_total", "result" => verdict.label())
+                .increment(1);
+            metrics::counter!("tasklet_notify_viber_replies_total", "status" => verdict.status())
                 .increment(1);
             match verdict {
                 Verdict::Retry(ref reason) if attempts < self.settings.max_attempts => {
@@ -391,7 +405,26 @@ impl Verdict {
             Verdict::Permanent { .. } => "permanent",
         }
     }
+
+    /// What Viber answered, for `tasklet_notify_viber_replies_total`: the
+    /// name of its status, `http_error` for an HTTP error or an unreadable
+    /// body, `no_reply` for a timeout or a transport error.
+    fn status(&self) -> &'static str {
+        match self {
+            Verdict::Sent { .. } => status_name(0),
+            Verdict::Permanent { status, .. } if *status >= 0 => status_name(*status),
+            Verdict::Retry(reason) if reason.starts_with(TOO_MANY_REQUESTS_REASON) => {
+                status_name(TOO_MANY_REQUESTS)
+            }
+            Verdict::Permanent { .. } => "http_error",
+            Verdict::Retry(reason) if reason.starts_with("http ") => "http_error",
+            Verdict::Retry(_) => "no_reply",
+        }
+    }
 }
+
+/// How a status 12 answer starts its retry reason.
+const TOO_MANY_REQUESTS_REASON: &str = "status 12 tooManyRequests";
 
 /// Status 12 (tooManyRequests): the only Viber status worth retrying.
 pub const TOO_MANY_REQUESTS: i64 = 12;
@@ -413,7 +446,7 @@ pub fn classify(http: u16, body: &[u8]) -> Verdict {
             token: reply.message_token,
         },
         Ok(reply) if reply.status == TOO_MANY_REQUESTS => Verdict::Retry(format!(
-            "status 12 tooManyRequests: {}",
+            "{TOO_MANY_REQUESTS_REASON}: {}",
             reply.status_message
         )),
         Ok(reply) => Verdict::Permanent {
@@ -508,6 +541,18 @@ mod tests {
             classify(200, b"<html>"),
             Verdict::Permanent { status: -1, .. }
         ));
+    }
+
+    #[test]
+    fn replies_are_counted_by_what_viber_answered() {
+        let status = |http, body: &[u8]| classify(http, body).status();
+        assert_eq!(status(200, br#"{"status":0}"#), "ok");
+        assert_eq!(status(200, br#"{"status":12}"#), "tooManyRequests");
+        assert_eq!(status(200, br#"{"status":6}"#), "receiverNotSubscribed");
+        assert_eq!(status(503, b"busy"), "http_error");
+        assert_eq!(status(404, b""), "http_error");
+        assert_eq!(status(200, b"<html>"), "http_error");
+        assert_eq!(Verdict::Retry("timeout".into()).status(), "no_reply");
     }
 
     #[test]

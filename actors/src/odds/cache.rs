@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 
 use actix::prelude::*;
+use tracing::info_span;
 
 use super::messages::{Forget, GameKey, Snapshot, StaleSnapshot, Swap};
+use crate::observe;
 
 /// Receives [`Swap`] (store the new snapshot, answer the previous one, in
 /// one step; refuse one not newer than the stored) and [`Forget`] (drop a
@@ -49,6 +51,8 @@ impl Handler<Swap> for Cache {
     type Result = Result<Option<Snapshot>, StaleSnapshot>;
 
     fn handle(&mut self, Swap(snapshot): Swap, _: &mut Context<Self>) -> Self::Result {
+        let _span = info_span!("Cache", pipeline = "odds", site = %snapshot.game.site, game = %snapshot.game.event, seq = snapshot.seq).entered();
+        let _handled = observe::handling("Cache");
         self.swap(snapshot)
     }
 }
@@ -57,6 +61,9 @@ impl Handler<Forget> for Cache {
     type Result = Option<Snapshot>;
 
     fn handle(&mut self, Forget(game): Forget, _: &mut Context<Self>) -> Self::Result {
+        let _span =
+            info_span!("Cache", pipeline = "odds", site = %game.site, game = %game.event).entered();
+        let _handled = observe::handling("Cache");
         self.latest.remove(&game)
     }
 }

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::broadcast;
-use tracing::warn;
+use tracing::{info_span, warn, Instrument};
 
 use super::cpu::{Stage, StageClock};
 use super::messages::{
     ChangeKind, Changes, EventInfo, EventState, Forget, GameKey, MarketState, OddsChange, Snapshot,
     Swap, Vanished,
 };
+use crate::observe;
 
 /// Receives [`Snapshot`] from Fetchers, swaps it into the [`Cache`]
 /// (`Swap`, which answers the previous snapshot), and sends the
@@ -67,7 +68,7 @@ async fn emit(
         // No subscriber is fine.
         let _ = live.send(changes.changes.clone());
     }
-    if let Err(error) = persister.send(changes).await {
+    if let Err(error) = observe::queued("Persister", persister.send(changes)).await {
         warn!(pipeline = "odds", actor = "Differ", %error, "persister unreachable, changes lost");
     }
 }
@@ -79,8 +80,11 @@ impl Handler<Snapshot> for Differ {
         let swap = self.swap.clone();
         let persister = self.persister.clone();
         let live = self.live.clone();
-        Box::pin(async move {
-            let previous = match swap.send(Swap(snapshot.clone())).await {
+        let span = info_span!("Differ", pipeline = "odds", site = %snapshot.game.site, game = %snapshot.game.event, seq = snapshot.seq);
+        let handled = observe::handling("Differ");
+        let work = async move {
+            let _handled = handled;
+            let previous = match observe::queued("Cache", swap.send(Swap(snapshot.clone()))).await {
                 Ok(Ok(previous)) => previous,
                 Ok(Err(stale)) => {
                     metrics::counter!("tasklet_odds_stale_snapshots_total").increment(1);
@@ -111,7 +115,8 @@ impl Handler<Snapshot> for Differ {
                 }
             };
             emit(persister, live, changes).await;
-        })
+        };
+        Box::pin(work.instrument(span))
     }
 }
 
@@ -122,8 +127,12 @@ impl Handler<Vanished> for Differ {
         let forget = self.forget.clone();
         let persister = self.persister.clone();
         let live = self.live.clone();
-        Box::pin(async move {
-            let Ok(Some(last)) = forget.send(Forget(vanished.game.clone())).await else {
+        let span = info_span!("Differ", pipeline = "odds", site = %vanished.game.site, game = %vanished.game.event);
+        let handled = observe::handling("Differ");
+        let work = async move {
+            let _handled = handled;
+            let forget = forget.send(Forget(vanished.game.clone()));
+            let Ok(Some(last)) = observe::queued("Cache", forget).await else {
                 return;
             };
             let mut info = event_info(&last);
@@ -146,7 +155,8 @@ impl Handler<Vanished> for Differ {
                 changes: Arc::new(vec![row]),
             };
             emit(persister, live, changes).await;
-        })
+        };
+        Box::pin(work.instrument(span))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn};
 
 use super::fetcher::{Fetcher, FetcherOutputs, FetcherSettings, FINISHED};
 use super::messages::{
@@ -15,6 +15,7 @@ use super::messages::{
 use super::parser::snippet;
 use super::site::client::Fetched;
 use super::site::{FetchError, SiteClient};
+use crate::observe;
 use crate::store::models::now_us;
 
 /// What Discovery knows of one game.
@@ -93,6 +94,8 @@ impl Discovery {
         ctx: &mut Context<Self>,
     ) -> Duration {
         let site = self.site();
+        let _span = info_span!("Discovery", pipeline = "odds", %site).entered();
+        let _handled = observe::handling("Discovery");
         let body = match fetched {
             Ok(Fetched::Page(body)) => body,
             Ok(Fetched::NotFound) => {
@@ -174,10 +177,11 @@ impl Discovery {
                     let to = self.outputs.vanished.clone();
                     ctx.spawn(
                         async move {
-                            if fetcher.send(StopWatching { vanished: true }).await.is_err() {
+                            let stop = fetcher.send(StopWatching { vanished: true });
+                            if observe::queued("Fetcher", stop).await.is_err() {
                                 // It stopped already (finished, its report
                                 // still on the way): record the removal here.
-                                if let Err(error) = to.send(vanished).await {
+                                if let Err(error) = observe::queued("Differ", to.send(vanished)).await {
                                     warn!(pipeline = "odds", actor = "Discovery", %error, "differ unreachable");
                                 }
                             }
@@ -196,7 +200,7 @@ impl Discovery {
                     let to = self.outputs.vanished.clone();
                     ctx.spawn(
                         async move {
-                            if let Err(error) = to.send(vanished).await {
+                            if let Err(error) = observe::queued("Differ", to.send(vanished)).await {
                                 warn!(pipeline = "odds", actor = "Discovery", %error, "differ unreachable");
                             }
                         }
@@ -229,6 +233,8 @@ impl Handler<GameReport> for Discovery {
     type Result = ();
 
     fn handle(&mut self, report: GameReport, _: &mut Context<Self>) {
+        let _span = info_span!("Discovery", pipeline = "odds", game = %report.game.event).entered();
+        let _handled = observe::handling("Discovery");
         let Some(watch) = self.games.get_mut(&report.game.event) else {
             return;
         };
@@ -248,6 +254,7 @@ impl Handler<ListGames> for Discovery {
     type Result = MessageResult<ListGames>;
 
     fn handle(&mut self, _: ListGames, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("Discovery");
         let site = self.site().to_string();
         MessageResult(
             self.games
@@ -271,6 +278,7 @@ impl Handler<StopDiscovery> for Discovery {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: StopDiscovery, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("Discovery");
         self.stopping = true;
         let fetchers: Vec<Addr<Fetcher>> = self
             .games
@@ -285,7 +293,7 @@ impl Handler<StopDiscovery> for Discovery {
                 // Each answers once its poll in flight has ended.
                 let stops = fetchers
                     .iter()
-                    .map(|f| f.send(StopWatching { vanished: false }));
+                    .map(|f| observe::queued("Fetcher", f.send(StopWatching { vanished: false })));
                 futures_util::future::join_all(stops).await;
             }
             .into_actor(self)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use rand::Rng;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::cpu::count_poll;
 use super::messages::{
@@ -13,6 +13,7 @@ use super::messages::{
 };
 use super::site::client::Fetched;
 use super::site::{FetchError, SiteClient};
+use crate::observe;
 use crate::store::models::now_us;
 
 /// Event statuses after which a game is not polled any more.
@@ -102,6 +103,9 @@ impl Fetcher {
         let game = self.game.clone();
         let client = self.client.clone();
         let out = self.out.clone();
+        let span =
+            info_span!("Fetcher", pipeline = "odds", site = %game.site, game = %game.event, seq);
+        let handled = observe::handling("Fetcher");
         let work = async move {
             let page = match client.event(&game.event).await {
                 Ok(Fetched::Page(body)) => body,
@@ -127,7 +131,7 @@ impl Fetcher {
                 fetched_at_us,
                 body: page,
             };
-            let content = match out.parser.send(raw).await {
+            let content = match observe::queued("Parser", out.parser.send(raw)).await {
                 Ok(Ok(content)) => content,
                 Ok(Err(e)) => {
                     return Polled::Failed {
@@ -154,16 +158,19 @@ impl Fetcher {
                 fetched_at_us,
                 event: Arc::new(event),
             };
-            if let Err(e) = out.snapshots.send(snapshot).await {
+            if let Err(e) = observe::queued("Differ", out.snapshots.send(snapshot)).await {
                 return Polled::Failed {
                     error: format!("differ unreachable: {e}"),
                     retry_after: None,
                 };
             }
             Polled::Delivered { finished }
-        };
+        }
+        .instrument(span.clone());
         ctx.wait(work.into_actor(self).map(move |polled, act, ctx| {
+            let _span = span.entered();
             act.polled(polled, started, ctx);
+            drop(handled);
         }));
     }
 
@@ -256,7 +263,7 @@ impl Fetcher {
         let to = self.out.vanished.clone();
         ctx.wait(
             async move {
-                if let Err(e) = to.send(vanished).await {
+                if let Err(e) = observe::queued("Differ", to.send(vanished)).await {
                     warn!(pipeline = "odds", actor = "Fetcher", error = %e, "differ unreachable");
                 }
             }
@@ -288,6 +295,8 @@ impl Handler<StopWatching> for Fetcher {
     type Result = ();
 
     fn handle(&mut self, stop: StopWatching, ctx: &mut Context<Self>) {
+        let _span = info_span!("Fetcher", pipeline = "odds", game = %self.game.event).entered();
+        let _handled = observe::handling("Fetcher");
         // No poll is in flight here: a poll holds the actor (`ctx.wait`).
         if stop.vanished {
             self.vanish(ctx, FetcherReport::Gone);

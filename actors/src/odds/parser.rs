@@ -2,11 +2,12 @@
 //! fetched pages into event states.
 
 use actix::prelude::*;
-use tracing::warn;
+use tracing::{info_span, warn};
 
 use super::cpu::{Stage, StageClock};
 use super::messages::{PageContent, RawPage};
 use super::site::ParseError;
+use crate::observe;
 
 /// Receives [`RawPage`] from a Fetcher and answers what the page says (the
 /// event, or that it is gone) or why it cannot be read. Owns nothing; an
@@ -31,6 +32,8 @@ impl Handler<RawPage> for Parser {
     type Result = Result<PageContent, ParseError>;
 
     fn handle(&mut self, page: RawPage, _: &mut SyncContext<Self>) -> Self::Result {
+        let _span = info_span!("Parser", pipeline = "odds", site = %page.game.site, game = %page.game.event, seq = page.seq).entered();
+        let _handled = observe::handling("Parser");
         let result = {
             let _clock = StageClock::start(Stage::Parse);
             page.site.parse_event(&page.body, &page.game.event)

@@ -6,10 +6,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use tracing::warn;
+use tracing::{info_span, warn, Instrument};
 
 use super::cpu::{Stage, StageClock};
 use super::messages::{Changes, EventInfo, GameKey, OddsChange};
+use crate::observe;
 use crate::store::models::{now_us, NewOddsChange, NewOddsEvent};
 use crate::store::schema::odds_events;
 use crate::store::{CommitReceipt, Flush, Insert, Store, StoreError};
@@ -198,6 +199,15 @@ impl Handler<Changes> for Persister {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, changes: Changes, _: &mut Context<Self>) -> Self::Result {
+        let game = match (&changes.event, changes.changes.first()) {
+            (Some(event), _) => event.game.event.clone(),
+            (None, Some(change)) => change.event.clone(),
+            (None, None) => String::new(),
+        };
+        let span =
+            info_span!("Persister", pipeline = "odds", %game, changes = changes.changes.len());
+        let entered = span.clone().entered();
+        let handled = observe::handling("Persister");
         let rows: Vec<NewOddsChange> = {
             let _clock = StageClock::start(Stage::Persist);
             if let Some(event) = changes.event {
@@ -219,12 +229,14 @@ impl Handler<Changes> for Persister {
             changes.changes.iter().map(change_row).collect()
         };
         let writer = self.writer.clone();
-        Box::pin(async move {
+        drop(entered);
+        let work = async move {
+            let _handled = handled;
             if rows.is_empty() {
                 return;
             }
             let oldest = rows.iter().map(|r| r.observed_at_us).min().unwrap_or(0);
-            match writer.send(Insert(rows)).await {
+            match observe::queued("BatchWriter", writer.send(Insert(rows))).await {
                 Ok(receipt) => {
                     actix_rt::spawn(record_commit(receipt, oldest));
                 }
@@ -232,7 +244,8 @@ impl Handler<Changes> for Persister {
                     warn!(pipeline = "odds", actor = "Persister", %error, "writer unreachable, changes lost");
                 }
             }
-        })
+        };
+        Box::pin(work.instrument(span))
     }
 }
 
@@ -256,6 +269,7 @@ impl Handler<PersistAll> for Persister {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: PersistAll, _: &mut Context<Self>) -> Self::Result {
+        let _handled = observe::handling("Persister");
         let rows: Vec<NewOddsEvent> = self.events.drain().map(|(_, e)| event_row(e)).collect();
         let store = self.store.clone();
         let flush = self.writer_flush.clone();
@@ -266,7 +280,7 @@ impl Handler<PersistAll> for Persister {
                         warn!(pipeline = "odds", actor = "Persister", %error, "event upsert failed at shutdown");
                     }
                 }
-                match flush.send(Flush).await {
+                match observe::queued("BatchWriter", flush.send(Flush)).await {
                     Ok(receipt) => {
                         let _ = receipt.await;
                     }

@@ -169,7 +169,7 @@ impl<R: BatchRow> BatchWriter<R> {
             Vec::with_capacity(self.settings.batch_size),
         ));
         let receipts = std::mem::take(&mut self.receipts);
-        crate::observe::depth("BatchWriter", 0);
+        metrics::gauge!("tasklet_db_pending_rows", "table" => R::TABLE).set(0.0);
         match self.commits.clone().try_acquire_owned() {
             Ok(permit) => self.commit(ctx, permit, rows, receipts, trigger),
             Err(_) => {
@@ -278,7 +278,7 @@ impl<R: BatchRow> Handler<Insert<R>> for BatchWriter<R> {
         let was_empty = self.rows.is_empty();
         self.rows.extend(rows);
         let receipt = self.receipt();
-        crate::observe::depth("BatchWriter", self.rows.len());
+        metrics::gauge!("tasklet_db_pending_rows", "table" => R::TABLE).set(self.rows.len() as f64);
         if self.rows.len() >= self.settings.batch_size {
             self.flush(ctx, FlushTrigger::Full);
         } else if was_empty && !self.rows.is_empty() {
@@ -299,6 +299,7 @@ impl<R: BatchRow> Handler<Flush> for BatchWriter<R> {
     /// Commits what waits, and answers once it and every batch still
     /// committing from before are durable.
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let _handled = crate::observe::handling("BatchWriter");
         let batch_rows = self.rows.len();
         self.flush(ctx, FlushTrigger::Shutdown);
         let (tx, rx) = oneshot::channel();
