@@ -32,7 +32,7 @@ fn bench_face(c: &mut Criterion) {
         };
         let (faces, _) = finder.find(image).expect("the models run");
         let face = faces.first().expect("the portrait shows a face");
-        let bbox = face.detection.bbox.clone();
+        let bbox = face.detection.bbox;
         let stem = name.split('.').next().unwrap_or(name);
         group.bench_function(format!("detect+landmarks/{stem}"), |b| {
             b.iter(|| finder.find(black_box(image)).expect("the models run"))

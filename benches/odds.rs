@@ -16,9 +16,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tasklet::sim::bookmaker::{Bookmaker, BookmakerArgs, Format};
 use tasklet_actors::odds::diff;
-use tasklet_actors::odds::messages::{
-    EventState, GameKey, MarketState, OutcomeState, PageContent,
-};
+use tasklet_actors::odds::messages::{EventState, GameKey, MarketState, OutcomeState, PageContent};
 use tasklet_actors::odds::site::{self, Site};
 use tasklet_actors::odds::{SiteKind, SiteSettings};
 
@@ -167,10 +165,7 @@ fn bench_diff(c: &mut Criterion) {
     };
     let simulated = event_of(&fetch_page(Format::Favbet));
     let mut group = c.benchmark_group("odds_diff");
-    for (name, before) in [
-        ("simulator", simulated),
-        ("100_markets", wide_event(100)),
-    ] {
+    for (name, before) in [("simulator", simulated), ("100_markets", wide_event(100))] {
         let after = moved(&before, 4);
         let outcomes: usize = before.markets.values().map(|m| m.outcomes.len()).sum();
         group.throughput(Throughput::Elements(outcomes as u64));

@@ -104,7 +104,8 @@ fn bench_backend(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, st
         });
     }
     group.finish();
-    rt.block_on(delete_rows(store, tag)).expect("the bench's rows delete");
+    rt.block_on(delete_rows(store, tag))
+        .expect("the bench's rows delete");
 }
 
 /// Removes what the bench wrote (a PostgreSQL database outlives the bench).

@@ -95,7 +95,10 @@ pub async fn run(args: BeardBench) -> anyhow::Result<()> {
         None => tokio::task::spawn_blocking(move || in_process(args)).await??,
     };
     if !json {
-        println!("{:<12} {:>9} {:>9} {:>9} {:>9}", "step", "p50 ms", "p95 ms", "p99 ms", "mean ms");
+        println!(
+            "{:<12} {:>9} {:>9} {:>9} {:>9}",
+            "step", "p50 ms", "p95 ms", "p99 ms", "mean ms"
+        );
         for (name, s) in &run.steps {
             println!(
                 "{name:<12} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",

@@ -493,7 +493,10 @@ mod tests {
             tasklet_odds_polls_total{site=\"b\",outcome=\"failed\"} 3\n\
             tasklet_odds_polls_total_other 100\n\
             tasklet_odds_unreadable_pages_total 4\n";
-        assert_eq!(counter(text, "tasklet_odds_polls_total", "outcome=\"failed\""), 5);
+        assert_eq!(
+            counter(text, "tasklet_odds_polls_total", "outcome=\"failed\""),
+            5
+        );
         assert_eq!(counter(text, "tasklet_odds_polls_total", ""), 15);
         assert_eq!(counter(text, "tasklet_odds_unreadable_pages_total", ""), 4);
         assert_eq!(counter(text, "tasklet_odds_missing_total", ""), 0);

@@ -70,7 +70,10 @@ fn summarize(args: &WatermarkBench, seconds: f64, tallies: Vec<Tally>) -> Report
             format!("POST {} x{}", args.url, args.concurrency),
             "images",
             "request",
-            all.latencies_us.iter().map(|&us| us as f64 / 1000.0).collect(),
+            all.latencies_us
+                .iter()
+                .map(|&us| us as f64 / 1000.0)
+                .collect(),
             ok,
             errors,
             seconds,
