@@ -43,11 +43,11 @@ measure() { # name pid port path
   after=$(cpu_seconds "$pid")
   python3 - "$TMP/$name.json" "$name" "$before" "$after" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1])); name = sys.argv[2]
+r = json.load(open(sys.argv[1]))["runs"][0]; name = sys.argv[2]
 cpu = float(sys.argv[4]) - float(sys.argv[3])
-print(f"{name:14} {r['images_per_s']:8.1f} images/s  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms"
-      f"  p99 {r['p99_ms']:7.1f} ms  errors {sum(r['statuses'].values()) + r['transport_errors']:4d}"
-      f"  server cpu {cpu:6.1f} s  {r['ok'] / cpu if cpu else 0:7.1f} images/cpu-s")
+print(f"{name:14} {r['per_s']:8.1f} images/s  p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms"
+      f"  p99 {r['p99_ms']:7.1f} ms  errors {r['errors']:4d}"
+      f"  server cpu {cpu:6.1f} s  {r['completed'] / cpu if cpu else 0:7.1f} images/cpu-s")
 PY
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }

@@ -1,13 +1,16 @@
 //! `tasklet bench beard`: the beard path for a cached style, timed.
 //!
 //! In-process (default): one thread runs decode → detect → landmarks →
-//! blend → encode on a photo again and again and reports p50/p99 of each
-//! step and of the whole, and requests/s on that one core. With `--url`:
-//! an HTTP load generator against a running daemon (`POST /v1/beard`),
-//! reporting requests/s and p50/p99 latency plus the daemon's own
-//! `Server-Timing` split.
+//! blend → encode on a photo `--iterations` times and reports the
+//! percentiles of each step and of the whole, and dresses/s on that one
+//! core. With `--url`: an HTTP load generator against a running daemon
+//! (`POST /v1/beard`) for `--duration`, reporting requests/s and latency
+//! percentiles plus the daemon's own `Server-Timing` split.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,7 +18,10 @@ use tasklet_actors::beards::decode_beard;
 use tasklet_actors::compose::dress::{dress, DressOptions, DressTimings, FaceChoice};
 use tasklet_actors::compose::face::FaceFinder;
 
-use crate::sim::beards::{draw_png, parse_duration, ANCHOR};
+use serde::Serialize;
+
+use super::report::{parse_duration, percentile, print, progress, Summary};
+use crate::sim::beards::{draw_png, ANCHOR};
 
 #[derive(Debug, clap::Args)]
 pub struct BeardBench {
@@ -42,36 +48,72 @@ pub struct BeardBench {
     /// Over HTTP: how long to run (e.g. 30s).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Write the figures as JSON here too.
+    /// Print the result as JSON on stdout instead of a table (no progress bar).
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// Percentiles of one step, or of one `Server-Timing` entry, in ms.
+#[derive(Debug, Serialize)]
+struct Split {
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    mean_ms: f64,
+}
+
+impl Split {
+    fn of(mut v: Vec<f64>) -> Split {
+        v.sort_by(f64::total_cmp);
+        Split {
+            p50_ms: percentile(&v, 0.50),
+            p95_ms: percentile(&v, 0.95),
+            p99_ms: percentile(&v, 0.99),
+            mean_ms: v.iter().sum::<f64>() / v.len().max(1) as f64,
+        }
+    }
+}
+
+/// One run: the summary, and the time of each step (in-process) or each
+/// part of the daemon's `Server-Timing` (over HTTP).
+#[derive(Debug, Serialize)]
+struct Run {
+    #[serde(flatten)]
+    summary: Summary,
+    image: String,
+    style: String,
+    steps: BTreeMap<String, Split>,
 }
 
 /// Reads one step's time out of a dress's timings.
 type Step = fn(&DressTimings) -> Duration;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-    (percentile(&v, 0.5), percentile(&v, 0.99), mean)
-}
-
 pub async fn run(args: BeardBench) -> anyhow::Result<()> {
-    match args.url.clone() {
-        Some(url) => over_http(args, url).await,
-        None => tokio::task::spawn_blocking(move || in_process(args)).await?,
+    let json = args.json;
+    let run = match args.url.clone() {
+        Some(url) => over_http(args, url).await?,
+        None => tokio::task::spawn_blocking(move || in_process(args)).await??,
+    };
+    if !json {
+        println!(
+            "{:<12} {:>9} {:>9} {:>9} {:>9}",
+            "step", "p50 ms", "p95 ms", "p99 ms", "mean ms"
+        );
+        for (name, s) in &run.steps {
+            println!(
+                "{name:<12} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                s.p50_ms, s.p95_ms, s.p99_ms, s.mean_ms
+            );
+        }
     }
+    print("beard", &[&run], &[&run.summary], json)
 }
 
-fn in_process(args: BeardBench) -> anyhow::Result<()> {
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn in_process(args: BeardBench) -> anyhow::Result<Run> {
     let photo =
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let finder = FaceFinder::load(&args.models)?;
@@ -91,15 +133,17 @@ fn in_process(args: BeardBench) -> anyhow::Result<()> {
     for _ in 0..args.warmup {
         dress(&finder, &photo, &beard, &options)?;
     }
+    let bar = progress(args.iterations as u64, "dresses", args.json);
     let mut all: Vec<(DressTimings, Duration)> = Vec::with_capacity(args.iterations);
     let started = Instant::now();
     for _ in 0..args.iterations {
         let t = Instant::now();
         let out = dress(&finder, &photo, &beard, &options)?;
         all.push((out.timings, t.elapsed()));
+        bar.inc(1);
     }
-    let wall = started.elapsed();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let wall = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
     let steps: [(&str, Step); 5] = [
         ("decode", |t| t.decode),
         ("detect", |t| t.detect),
@@ -107,42 +151,29 @@ fn in_process(args: BeardBench) -> anyhow::Result<()> {
         ("blend", |t| t.blend),
         ("encode", |t| t.encode),
     ];
-    println!(
-        "beard, in-process, 1 thread: {} ({} bytes), style {}, {} iterations",
-        args.image.display(),
-        photo.len(),
-        args.style,
-        args.iterations
-    );
-    println!(
-        "{:<10} {:>9} {:>9} {:>9}",
-        "step", "p50 ms", "p99 ms", "mean ms"
-    );
-    let mut json = serde_json::Map::new();
-    for (name, get) in &steps {
-        let (p50, p99, mean) = summary(all.iter().map(|(t, _)| ms(get(t))).collect());
-        println!("{name:<10} {p50:>9.2} {p99:>9.2} {mean:>9.2}");
-        json.insert(
-            (*name).into(),
-            serde_json::json!({"p50_ms": p50, "p99_ms": p99, "mean_ms": mean}),
-        );
-    }
-    let (p50, p99, mean) = summary(all.iter().map(|(_, d)| ms(*d)).collect());
-    let rps = args.iterations as f64 / wall.as_secs_f64();
-    println!("{:<10} {p50:>9.2} {p99:>9.2} {mean:>9.2}", "total");
-    println!("requests/s on one core: {rps:.1}");
-    json.insert(
-        "total".into(),
-        serde_json::json!({"p50_ms": p50, "p99_ms": p99, "mean_ms": mean}),
-    );
-    json.insert("requests_per_s_per_core".into(), rps.into());
-    if let Some(path) = args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
-    }
-    Ok(())
+    Ok(Run {
+        summary: Summary::new(
+            "in-process, 1 thread".to_owned(),
+            "dresses",
+            "dress",
+            all.iter().map(|(_, d)| ms(*d)).collect(),
+            all.len() as u64,
+            0,
+            wall,
+        ),
+        image: args.image.display().to_string(),
+        style: args.style,
+        steps: steps
+            .iter()
+            .map(|(name, get)| {
+                let v = all.iter().map(|(t, _)| ms(get(t))).collect();
+                ((*name).to_owned(), Split::of(v))
+            })
+            .collect(),
+    })
 }
 
-async fn over_http(args: BeardBench, base: String) -> anyhow::Result<()> {
+async fn over_http(args: BeardBench, base: String) -> anyhow::Result<Run> {
     let photo = bytes::Bytes::from(
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?,
     );
@@ -156,42 +187,70 @@ async fn over_http(args: BeardBench, base: String) -> anyhow::Result<()> {
         base.trim_end_matches('/'),
         args.style
     );
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + args.duration;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let started = Instant::now();
-    let workers = (0..args.concurrency.max(1)).map(|_| {
-        let (client, url, photo) = (client.clone(), url.clone(), photo.clone());
-        tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut timing = Vec::new();
-            let mut errors = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match client
-                    .post(&url)
-                    .header("Content-Type", content_type)
-                    .body(photo.clone())
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
-                        let st = r
-                            .headers()
-                            .get("server-timing")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                        if let Some(st) = st {
-                            timing.push(st);
+    let deadline = started + args.duration;
+    let bar = progress(args.duration.as_secs().max(1), "s", args.json);
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            let (client, url, photo, counts) =
+                (client.clone(), url.clone(), photo.clone(), counts.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut timing = Vec::new();
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let answer = client
+                        .post(&url)
+                        .header("Content-Type", content_type)
+                        .body(photo.clone())
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(r) if r.status().is_success() => {
+                            let st = r
+                                .headers()
+                                .get("server-timing")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            if r.bytes().await.is_err() {
+                                errors += 1;
+                                counts[1].fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            lat.push(ms(t.elapsed()));
+                            timing.extend(st);
+                            counts[0].fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            errors += 1;
+                            counts[1].fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    _ => errors += 1,
                 }
-            }
-            (lat, timing, errors)
+                (lat, timing, errors)
+            })
         })
-    });
+        .collect();
+    let ticker = {
+        let (bar, counts) = (bar.clone(), counts.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let secs = started.elapsed().as_secs_f64();
+                bar.set_position(secs as u64);
+                bar.set_message(format!(
+                    "{:.1} requests/s, {} errors",
+                    counts[0].load(Ordering::Relaxed) as f64 / secs,
+                    counts[1].load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
     let mut lat = Vec::new();
     let mut timings = Vec::new();
     let mut errors = 0;
@@ -202,39 +261,30 @@ async fn over_http(args: BeardBench, base: String) -> anyhow::Result<()> {
         errors += e;
     }
     let wall = started.elapsed().as_secs_f64();
-    let n = lat.len();
-    let (p50, p99, mean) = summary(lat);
-    println!(
-        "beard over HTTP: {url}, concurrency {}, {:.1} s",
-        args.concurrency, wall
-    );
-    println!(
-        "requests ok {n}, errors {errors}, requests/s {:.1}",
-        n as f64 / wall
-    );
-    println!("latency ms: p50 {p50:.2}  p99 {p99:.2}  mean {mean:.2}");
-    let mut split: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    ticker.abort();
+    bar.finish_and_clear();
+    let mut split: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for st in &timings {
         for part in st.split(',') {
             if let Some((name, dur)) = part.trim().split_once(";dur=") {
                 if let Ok(v) = dur.parse::<f64>() {
-                    split.entry(name.to_owned()).or_default().push(v);
+                    split.entry(format!("server {name}")).or_default().push(v);
                 }
             }
         }
     }
-    for (name, v) in split {
-        let (p50, p99, _) = summary(v);
-        println!("  server {name:<10} p50 {p50:>7.2} ms  p99 {p99:>7.2} ms");
-    }
-    if let Some(path) = args.json {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&serde_json::json!({
-                "requests": n, "errors": errors, "requests_per_s": n as f64 / wall,
-                "p50_ms": p50, "p99_ms": p99, "mean_ms": mean,
-            }))?,
-        )?;
-    }
-    Ok(())
+    Ok(Run {
+        summary: Summary::new(
+            format!("POST {url} x{}", args.concurrency),
+            "requests",
+            "request",
+            lat.clone(),
+            lat.len() as u64,
+            errors,
+            wall,
+        ),
+        image: args.image.display().to_string(),
+        style: args.style,
+        steps: split.into_iter().map(|(k, v)| (k, Split::of(v))).collect(),
+    })
 }

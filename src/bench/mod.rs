@@ -3,6 +3,7 @@
 mod beard;
 pub mod notify;
 mod odds;
+mod report;
 mod store;
 mod watermark;
 

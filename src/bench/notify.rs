@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use diesel::prelude::*;
+use indicatif::ProgressBar;
 use serde::Serialize;
 use tasklet_actors::notify::quantile;
 use tasklet_actors::store::schema::notifications::dsl as n;
@@ -27,6 +28,7 @@ use tasklet_actors::store::{DatabaseSettings, Store};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::report::{print, progress, Summary};
 use crate::config::Config;
 use crate::sim::transactions::{self, TransactionsArgs};
 use crate::sim::viber::{Mode, ViberSim};
@@ -49,30 +51,30 @@ pub struct NotifyBench {
     /// How often the poller looks for newly committed rows.
     #[arg(long, default_value_t = 20)]
     pub poll_ms: u64,
-    /// The asyncio baseline script; empty to skip it.
+    /// The asyncio baseline script; empty (`--python ''`) to run tasklet alone.
     #[arg(long, default_value = "bench/python/notify_consumer.py")]
     pub python: String,
     /// Prefetch of the baseline (the original design used 100).
     #[arg(long, default_value_t = 100)]
     pub python_prefetch: u16,
-    /// Print JSON instead of a table.
+    /// Print the result as JSON on stdout instead of a table (no progress bar).
     #[arg(long)]
     pub json: bool,
 }
 
-/// One measured phase.
+/// One measured phase: `completed` counts the messages logged (row
+/// committed), `errors` those never logged plus duplicate sends, and the
+/// percentiles time publish → Viber.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
+    #[serde(flatten)]
+    pub summary: Summary,
     pub consumer: String,
     pub phase: String,
     pub messages: usize,
     pub sent_once: usize,
     pub duplicates: usize,
     pub logged: usize,
-    pub seconds: f64,
-    pub msg_per_s: f64,
-    pub publish_to_viber_p50_ms: f64,
-    pub publish_to_viber_p99_ms: f64,
     pub log_lag_p50_ms: f64,
     pub log_lag_p99_ms: f64,
     pub cpu_ms_per_msg: f64,
@@ -278,7 +280,10 @@ async fn run_phase(
     rate: f64,
     prefill: bool,
     poll_ms: u64,
+    bar: &ProgressBar,
 ) -> anyhow::Result<Phase> {
+    let base = bar.position();
+    bar.set_message(format!("{}: {phase}", consumer.name()));
     let (db, store) = fresh_db().await?;
     let queue = unique_name("bench_notify");
     let prefix = unique_name("b");
@@ -311,6 +316,7 @@ async fn run_phase(
         });
         while !publishing.is_finished() {
             poller.poll().await?;
+            bar.set_position(base + poller.seen.len() as u64);
             tokio::time::sleep(Duration::from_millis(poll_ms)).await;
         }
         let report = publishing.await?.map_err(|e| anyhow::anyhow!(e))?;
@@ -319,6 +325,7 @@ async fn run_phase(
     let deadline = Instant::now() + Duration::from_secs(600);
     while poller.seen.len() < count && Instant::now() < deadline {
         poller.poll().await?;
+        bar.set_position(base + poller.seen.len() as u64);
         tokio::time::sleep(Duration::from_millis(poll_ms)).await;
     }
     let elapsed = started.elapsed();
@@ -342,7 +349,6 @@ async fn run_phase(
             first_send = first_send.min(r.received_at_us);
         }
     }
-    lat.sort_unstable();
     let mut lags: Vec<i64> = poller
         .seen
         .iter()
@@ -357,17 +363,24 @@ async fn run_phase(
     };
     let cpu = cpu1.saturating_sub(cpu0);
     drop(db);
+    let logged = poller.seen.len();
+    let duplicates: usize = per_id.values().map(|&n| n.saturating_sub(1)).sum();
     Ok(Phase {
+        summary: Summary::new(
+            format!("{}: {phase}", consumer.name()),
+            "messages",
+            "publish → Viber",
+            lat.iter().map(|&us| us as f64 / 1000.0).collect(),
+            logged as u64,
+            (count.saturating_sub(logged) + duplicates) as u64,
+            window_s,
+        ),
         consumer: consumer.name().to_owned(),
         phase: phase.to_owned(),
         messages: count,
         sent_once: per_id.values().filter(|&&n| n == 1).count(),
-        duplicates: per_id.values().map(|&n| n.saturating_sub(1)).sum(),
-        logged: poller.seen.len(),
-        seconds: window_s,
-        msg_per_s: count as f64 / window_s.max(1e-9),
-        publish_to_viber_p50_ms: ms(quantile(&lat, 0.5)),
-        publish_to_viber_p99_ms: ms(quantile(&lat, 0.99)),
+        duplicates,
+        logged,
         log_lag_p50_ms: ms(quantile(&lags, 0.5)),
         log_lag_p99_ms: ms(quantile(&lags, 0.99)),
         cpu_ms_per_msg: cpu.as_secs_f64() * 1000.0 / count.max(1) as f64,
@@ -381,14 +394,11 @@ pub async fn run(args: NotifyBench, _config: &Config) -> anyhow::Result<()> {
     if !args.python.is_empty() {
         consumers.push(Consumer::Python(args.python.clone(), args.python_prefetch));
     }
+    let total = (args.count + args.drain_count) * consumers.len();
+    let bar = progress(total as u64, "messages", args.json);
     let mut phases = Vec::new();
     for consumer in &consumers {
         let name = format!("{} msg/s", args.rate);
-        eprintln!(
-            "{}: latency phase ({} at {name})",
-            consumer.name(),
-            args.count
-        );
         phases.push(
             run_phase(
                 consumer,
@@ -399,10 +409,10 @@ pub async fn run(args: NotifyBench, _config: &Config) -> anyhow::Result<()> {
                 args.rate,
                 false,
                 args.poll_ms,
+                &bar,
             )
             .await?,
         );
-        eprintln!("{}: drain phase ({})", consumer.name(), args.drain_count);
         phases.push(
             run_phase(
                 consumer,
@@ -413,39 +423,34 @@ pub async fn run(args: NotifyBench, _config: &Config) -> anyhow::Result<()> {
                 0.0,
                 true,
                 args.poll_ms,
+                &bar,
             )
             .await?,
         );
     }
+    bar.finish_and_clear();
     sim.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&phases)?);
-        return Ok(());
-    }
-    println!(
-        "| consumer | phase | msgs | sent once | dups | logged | s | msg/s | publish→Viber p50 / p99 ms | log lag p50 / p99 ms | CPU ms/msg |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for p in &phases {
+    if !args.json {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.2} / {:.2} | {:.0} / {:.0} | {:.3} |",
-            p.consumer,
-            p.phase,
-            p.messages,
-            p.sent_once,
-            p.duplicates,
-            p.logged,
-            p.seconds,
-            p.msg_per_s,
-            p.publish_to_viber_p50_ms,
-            p.publish_to_viber_p99_ms,
-            p.log_lag_p50_ms,
-            p.log_lag_p99_ms,
-            p.cpu_ms_per_msg
+            "{:<48} {:>9} {:>6} {:>7} {:>22} {:>10}",
+            "phase", "sent once", "dups", "logged", "log lag p50 / p99 ms", "CPU ms/msg"
         );
+        for p in &phases {
+            println!(
+                "{:<48} {:>9} {:>6} {:>7} {:>10.0} / {:>9.0} {:>10.3}",
+                p.summary.label,
+                p.sent_once,
+                p.duplicates,
+                p.logged,
+                p.log_lag_p50_ms,
+                p.log_lag_p99_ms,
+                p.cpu_ms_per_msg
+            );
+        }
     }
-    Ok(())
+    let summaries: Vec<&Summary> = phases.iter().map(|p| &p.summary).collect();
+    print("notify", &phases, &summaries, args.json)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -13,12 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::Args;
+use indicatif::ProgressBar;
 use serde::Serialize;
 use tasklet_actors::odds::cpu;
 use tasklet_actors::odds::queries::{self, ChangeFilter};
 use tasklet_actors::odds::{SiteKind, SiteSettings};
 use tasklet_actors::store::models::now_us;
 
+use super::report::{percentile, progress, table, Summary};
 use crate::config::{Config, Secrets};
 use crate::daemon::Daemon;
 use crate::sim::bookmaker::TruthChange;
@@ -51,15 +53,19 @@ pub struct OddsBench {
     /// Database (default: a SQLite file in a temporary folder).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Print the result as JSON on stdout instead of a table (no progress bar).
     #[arg(long)]
     pub json: bool,
 }
 
+/// One run: `completed` counts the polls in the measured window, `errors`
+/// the failed polls and unreadable pages, and the percentiles time each
+/// price change from the simulator making it to its row being committed.
 #[derive(Debug, Serialize)]
 struct Run {
+    #[serde(flatten)]
+    summary: Summary,
     games: usize,
-    seconds: u64,
-    polls_per_s: f64,
     cpu_ms_per_poll: f64,
     fetch_ms: f64,
     parse_ms: f64,
@@ -68,8 +74,7 @@ struct Run {
     db_threads_ms: f64,
     cores_used: f64,
     changes: usize,
-    delay_p50_ms: f64,
-    delay_p99_ms: f64,
+    /// Change made → change seen by a poll (the `observed_at` of its row).
     observe_p99_ms: f64,
     within_bound: bool,
     threads: Vec<(String, f64)>,
@@ -166,15 +171,39 @@ fn thread_cpu() -> HashMap<String, f64> {
     out
 }
 
-fn pct(v: &mut [f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * q).round() as usize]
+/// Sums the counters called `name` whose labels include `label` (`""`: all)
+/// in Prometheus text.
+fn counter(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']) && rest.contains(label))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
-async fn run_once(args: &OddsBench, games: usize, config: &Config) -> anyhow::Result<Run> {
+/// Polls that failed and pages that could not be read, so far.
+fn odds_errors() -> u64 {
+    let text = crate::telemetry::render_metrics();
+    counter(&text, "tasklet_odds_polls_total", "outcome=\"failed\"")
+        + counter(&text, "tasklet_odds_unreadable_pages_total", "")
+}
+
+/// Sleeps `secs` seconds, one step of the bar each.
+async fn sleep_counting(bar: &ProgressBar, secs: u64) {
+    for _ in 0..secs {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        bar.inc(1);
+    }
+}
+
+async fn run_once(
+    args: &OddsBench,
+    games: usize,
+    config: &Config,
+    bar: &ProgressBar,
+) -> anyhow::Result<Run> {
     let sim = start_sim(games, &args.format, args.change_every_ms, args.sim_workers)?;
     let dir = tempfile_dir()?;
     let mut c = config.clone();
@@ -203,7 +232,8 @@ async fn run_once(args: &OddsBench, games: usize, config: &Config) -> anyhow::Re
     }];
     c.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let daemon = Daemon::start(c, Secrets::default()).await?;
-    tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
+    bar.set_message(format!("{games} games, warming up"));
+    sleep_counting(bar, args.warmup_s).await;
 
     // Follow the database to learn when each row is committed.
     let store = daemon.store.clone();
@@ -249,12 +279,15 @@ async fn run_once(args: &OddsBench, games: usize, config: &Config) -> anyhow::Re
     let cpu0 = cpu::process_cpu_ns();
     let stages0 = cpu::totals();
     let threads0 = thread_cpu();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let errors0 = odds_errors();
+    bar.set_message(format!("{games} games, measuring"));
+    sleep_counting(bar, args.seconds).await;
+    let errors1 = odds_errors();
     let cpu1 = cpu::process_cpu_ns();
     let stages1 = cpu::totals();
     let threads1 = thread_cpu();
     let t1 = now_us();
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    sleep_counting(bar, 2).await;
     follower.abort();
 
     let truth: Vec<TruthChange> = reqwest::get(format!("http://{}/truth?since={t0}", sim.addr))
@@ -264,8 +297,10 @@ async fn run_once(args: &OddsBench, games: usize, config: &Config) -> anyhow::Re
     let rows = seen.lock().map(|s| s.clone()).unwrap_or_default();
     daemon.shutdown().await?;
     drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
 
-    let polls = (stages1.polls - stages0.polls).max(1) as f64;
+    let polls_done = stages1.polls - stages0.polls;
+    let polls = polls_done.max(1) as f64;
     let per_poll = |ns: u64| ns as f64 / 1e6 / polls;
     let total = per_poll(cpu1 - cpu0);
     let parse = per_poll(stages1.parse_ns - stages0.parse_ns);
@@ -319,11 +354,20 @@ async fn run_once(args: &OddsBench, games: usize, config: &Config) -> anyhow::Re
             observe.push((r.observed_at_us - at) as f64 / 1e3);
         }
     }
-    let p99 = pct(&mut delays, 0.99);
+    let changes = delays.len();
+    let summary = Summary::new(
+        format!("{games} games, {}", args.format),
+        "polls",
+        "change → committed",
+        delays,
+        polls_done,
+        errors1.saturating_sub(errors0),
+        (t1 - t0) as f64 / 1e6,
+    );
     Ok(Run {
+        within_bound: summary.p99_ms <= 1_250.0,
+        summary,
         games,
-        seconds: args.seconds,
-        polls_per_s: polls / ((t1 - t0) as f64 / 1e6),
         cpu_ms_per_poll: total,
         fetch_ms: (total - parse - diff - persist - db_threads).max(0.0),
         parse_ms: parse,
@@ -331,11 +375,11 @@ async fn run_once(args: &OddsBench, games: usize, config: &Config) -> anyhow::Re
         persist_ms: persist,
         db_threads_ms: db_threads,
         cores_used: (cpu1 - cpu0) as f64 / 1e3 / (t1 - t0) as f64,
-        changes: delays.len(),
-        delay_p50_ms: pct(&mut delays, 0.5),
-        delay_p99_ms: p99,
-        observe_p99_ms: pct(&mut observe, 0.99),
-        within_bound: p99 <= 1_250.0,
+        changes,
+        observe_p99_ms: {
+            observe.sort_by(f64::total_cmp);
+            percentile(&observe, 0.99)
+        },
         threads,
     })
 }
@@ -379,32 +423,14 @@ fn scrapy(python: &str, games: usize, args: &OddsBench) -> anyhow::Result<serde_
 }
 
 pub async fn run(args: OddsBench, config: &Config) -> anyhow::Result<()> {
-    println!(
-        "tasklet bench odds: {} cores, format {}, poll every 1 s, {} s measured after {} s warm-up",
-        crate::config::cores(),
-        args.format,
-        args.seconds,
-        args.warmup_s
-    );
+    let per_run = args.warmup_s + args.seconds + 2;
+    let bar = progress(per_run * args.games.len() as u64, "s", args.json);
+    let mut runs = Vec::new();
     for &games in &args.games {
-        let r = run_once(&args, games, config).await?;
-        if args.json {
-            println!("{}", serde_json::to_string(&r)?);
-        } else {
-            println!(
-                "tasklet {:>6} games: {:>7.0} polls/s, CPU {:.3} ms/poll (fetch+runtime {:.3}, parse {:.3}, diff {:.3}, persist {:.3}, db commit {:.3}), {:.2} cores; {} price changes, delay change->committed p50 {:.0} ms p99 {:.0} ms (observed p99 {:.0} ms) -> {}",
-                r.games, r.polls_per_s, r.cpu_ms_per_poll, r.fetch_ms, r.parse_ms, r.diff_ms, r.persist_ms, r.db_threads_ms, r.cores_used, r.changes, r.delay_p50_ms, r.delay_p99_ms, r.observe_p99_ms,
-                if r.within_bound { "within 1250 ms" } else { "OVER 1250 ms" }
-            );
-            let top: Vec<String> = r
-                .threads
-                .iter()
-                .take(6)
-                .map(|(n, v)| format!("{n} {:.1}s", v))
-                .collect();
-            println!("    threads: {}", top.join(", "));
-        }
+        runs.push(run_once(&args, games, config, &bar).await?);
     }
+    bar.finish_and_clear();
+    let mut scrapy_runs = Vec::new();
     if let Some(python) = &args.scrapy_python {
         let games = if args.scrapy_games.is_empty() {
             args.games.clone()
@@ -412,19 +438,67 @@ pub async fn run(args: OddsBench, config: &Config) -> anyhow::Result<()> {
             args.scrapy_games.clone()
         };
         for g in games {
-            let r = scrapy(python, g, &args)?;
-            if args.json {
-                println!("{r}");
-            } else {
-                println!(
-                    "scrapy  {:>6} games, full load (each game polled again as soon as answered): {:>7.0} polls/s, CPU {:.3} ms/poll, {:.2} cores",
-                    g,
-                    r["polls_per_s"].as_f64().unwrap_or(0.0),
-                    r["cpu_ms_per_poll"].as_f64().unwrap_or(0.0),
-                    r["cpu_s"].as_f64().unwrap_or(0.0) / args.seconds as f64
-                );
-            }
+            scrapy_runs.push(scrapy(python, g, &args)?);
         }
     }
+    if args.json {
+        let out = serde_json::json!({"bench": "odds", "runs": runs, "scrapy": scrapy_runs});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "tasklet bench odds: {} cores, format {}, poll every 1 s, {} s measured after {} s warm-up",
+        crate::config::cores(),
+        args.format,
+        args.seconds,
+        args.warmup_s
+    );
+    for r in &runs {
+        println!(
+            "{:>6} games: CPU {:.3} ms/poll (fetch+runtime {:.3}, parse {:.3}, diff {:.3}, persist {:.3}, db commit {:.3}), {:.2} cores; {} price changes, observed p99 {:.0} ms -> {}",
+            r.games, r.cpu_ms_per_poll, r.fetch_ms, r.parse_ms, r.diff_ms, r.persist_ms, r.db_threads_ms, r.cores_used, r.changes, r.observe_p99_ms,
+            if r.within_bound { "p99 within 1250 ms" } else { "p99 OVER 1250 ms" }
+        );
+        let top: Vec<String> = r
+            .threads
+            .iter()
+            .take(6)
+            .map(|(n, v)| format!("{n} {v:.1}s"))
+            .collect();
+        println!("    threads: {}", top.join(", "));
+    }
+    for (g, r) in scrapy_runs.iter().enumerate() {
+        println!(
+            "scrapy run {}, full load (each game polled again as soon as answered): {:>7.0} polls/s, CPU {:.3} ms/poll, {:.2} cores",
+            g + 1,
+            r["polls_per_s"].as_f64().unwrap_or(0.0),
+            r["cpu_ms_per_poll"].as_f64().unwrap_or(0.0),
+            r["cpu_s"].as_f64().unwrap_or(0.0) / args.seconds as f64
+        );
+    }
+    let summaries: Vec<&Summary> = runs.iter().map(|r| &r.summary).collect();
+    print!("{}", table(&summaries));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_summed_by_name_and_label() {
+        let text = "# TYPE tasklet_odds_polls_total counter\n\
+            tasklet_odds_polls_total{site=\"a\",outcome=\"ok\"} 10\n\
+            tasklet_odds_polls_total{site=\"a\",outcome=\"failed\"} 2\n\
+            tasklet_odds_polls_total{site=\"b\",outcome=\"failed\"} 3\n\
+            tasklet_odds_polls_total_other 100\n\
+            tasklet_odds_unreadable_pages_total 4\n";
+        assert_eq!(
+            counter(text, "tasklet_odds_polls_total", "outcome=\"failed\""),
+            5
+        );
+        assert_eq!(counter(text, "tasklet_odds_polls_total", ""), 15);
+        assert_eq!(counter(text, "tasklet_odds_unreadable_pages_total", ""), 4);
+        assert_eq!(counter(text, "tasklet_odds_missing_total", ""), 0);
+    }
 }

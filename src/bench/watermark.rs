@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use super::report::{parse_duration, print, progress, Summary};
 use crate::config::Config;
 
 #[derive(Debug, Args)]
@@ -27,47 +27,20 @@ pub struct WatermarkBench {
     /// The image to post (JPEG or PNG; the Content-Type follows the extension).
     #[arg(long)]
     pub image: PathBuf,
-    /// Print JSON instead of a table.
+    /// Print the result as JSON on stdout instead of a table (no progress bar).
     #[arg(long)]
     pub json: bool,
 }
 
-/// `30s`, `1500ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("{s:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// What one run measured.
+/// What one run measured: `completed` counts the answers with status 200,
+/// whose latencies the percentiles are; `errors` every other outcome.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Report {
+    #[serde(flatten)]
+    pub summary: Summary,
     pub url: String,
     pub image: String,
     pub concurrency: usize,
-    pub seconds: f64,
-    /// Answers with status 200.
-    pub ok: u64,
-    pub images_per_s: f64,
-    /// Latency percentiles of the 200 answers, in milliseconds.
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
     /// Non-200 answers by status code (e.g. 503 when the server sheds load).
     pub statuses: BTreeMap<u16, u64>,
     /// Requests that got no answer (connection refused, reset, ...).
@@ -81,15 +54,6 @@ struct Tally {
     transport_errors: u64,
 }
 
-/// The value at quantile `q` of sorted `v`, nearest rank.
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64 / 1000.0
-}
-
 fn summarize(args: &WatermarkBench, seconds: f64, tallies: Vec<Tally>) -> Report {
     let mut all = Tally::default();
     for t in tallies {
@@ -99,19 +63,24 @@ fn summarize(args: &WatermarkBench, seconds: f64, tallies: Vec<Tally>) -> Report
         }
         all.transport_errors += t.transport_errors;
     }
-    all.latencies_us.sort_unstable();
     let ok = all.latencies_us.len() as u64;
+    let errors = all.statuses.values().sum::<u64>() + all.transport_errors;
     Report {
+        summary: Summary::new(
+            format!("POST {} x{}", args.url, args.concurrency),
+            "images",
+            "request",
+            all.latencies_us
+                .iter()
+                .map(|&us| us as f64 / 1000.0)
+                .collect(),
+            ok,
+            errors,
+            seconds,
+        ),
         url: args.url.clone(),
         image: args.image.display().to_string(),
         concurrency: args.concurrency,
-        seconds,
-        ok,
-        images_per_s: ok as f64 / seconds,
-        p50_ms: percentile(&all.latencies_us, 0.50),
-        p95_ms: percentile(&all.latencies_us, 0.95),
-        p99_ms: percentile(&all.latencies_us, 0.99),
-        max_ms: percentile(&all.latencies_us, 1.0),
         statuses: all.statuses,
         transport_errors: all.transport_errors,
     }
@@ -129,10 +98,7 @@ pub async fn run(args: WatermarkBench, _config: &Config) -> anyhow::Result<()> {
         .build()?;
     let started = Instant::now();
     let deadline = started + args.duration;
-    let bar = ProgressBar::new(args.duration.as_secs().max(1));
-    bar.set_style(ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}",
-    )?);
+    let bar = progress(args.duration.as_secs().max(1), "s", args.json);
     let done = std::rc::Rc::new(std::cell::Cell::new((0u64, 0u64)));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
@@ -199,50 +165,15 @@ pub async fn run(args: WatermarkBench, _config: &Config) -> anyhow::Result<()> {
     ticker.abort();
     bar.finish_and_clear();
     let report = summarize(&args, seconds, tallies);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "{} x{} for {:.1}s: {} ok, {:.1} images/s, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms, other statuses {:?}, transport errors {}",
-            report.url,
-            report.concurrency,
-            report.seconds,
-            report.ok,
-            report.images_per_s,
-            report.p50_ms,
-            report.p95_ms,
-            report.p99_ms,
-            report.max_ms,
-            report.statuses,
-            report.transport_errors
-        );
+    if !args.json && !report.statuses.is_empty() {
+        println!("other statuses: {:?}", report.statuses);
     }
-    Ok(())
+    print("watermark", &[&report], &[&report.summary], args.json)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        for bad in ["", "s", "0s", "3h", "-1s", "x"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let v: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
-        assert_eq!(percentile(&v, 0.50), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&v, 1.0), 100.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-    }
 
     #[test]
     fn tallies_merge_into_one_report() {
@@ -264,9 +195,11 @@ mod tests {
             transport_errors: 0,
         };
         let r = summarize(&args, 2.0, vec![a, b]);
-        assert_eq!(r.ok, 3);
-        assert_eq!(r.images_per_s, 1.5);
-        assert_eq!(r.p50_ms, 2.0);
+        assert_eq!(r.summary.completed, 3);
+        assert_eq!(r.summary.errors, 4);
+        assert_eq!(r.summary.per_s, 1.5);
+        assert_eq!(r.summary.p50_ms, 2.0);
+        assert_eq!(r.summary.max_ms, 3.0);
         assert_eq!(r.statuses, BTreeMap::from([(500, 1), (503, 3)]));
         assert_eq!(r.transport_errors, 1);
     }
