@@ -15,7 +15,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, info_span, warn, Instrument};
 
 use super::messages::{
@@ -53,8 +53,24 @@ struct Link {
     connection: Connection,
     channel: Channel,
     consumer_tag: ShortString,
-    /// Tags handed to the senders and not acked yet.
+    /// Tags handed to the senders (or being dead-lettered) and not acked
+    /// yet.
     outstanding: BTreeSet<u64>,
+    /// Ack frames go out through one task, in the order they were planned:
+    /// a `multiple` ack planned later must never reach the broker before a
+    /// single ack of a tag it covers (the broker closes the channel on an
+    /// unknown tag).
+    acks: mpsc::UnboundedSender<PlannedAck>,
+}
+
+/// An [`AckPlan`] on its way to the broker.
+struct PlannedAck {
+    plan: AckPlan,
+    /// Acks of committed rows count as `acked`; dead-lettered poison
+    /// messages are counted where they are dead-lettered.
+    committed: bool,
+    /// Told once the frames are written (or failed).
+    done: Option<oneshot::Sender<()>>,
 }
 
 #[derive(Default)]
@@ -172,29 +188,66 @@ impl Handler<Ack> for AmqpConsumer {
             current.into_iter().map(|t| t.tag).collect(),
         );
         unacked(&link.outstanding);
-        let channel = link.channel.clone();
+        if plan.count == 0 {
+            return Box::pin(async {});
+        }
+        let count = plan.count as u64;
+        let (done, sent) = oneshot::channel();
+        let planned = PlannedAck {
+            plan,
+            committed: true,
+            done: Some(done),
+        };
+        if link.acks.send(planned).is_err() {
+            stats.stale_acks.fetch_add(count, Ordering::Relaxed);
+        }
+        // Answer once the frames are out, so that a stop that closes the
+        // channel after its last Ack loses none of them.
         Box::pin(async move {
-            let frames = plan
-                .multiple_up_to
-                .map(|t| (t, true))
-                .into_iter()
-                .chain(plan.singles.iter().map(|&t| (t, false)));
-            let mut failed = false;
-            for (tag, multiple) in frames {
-                if let Err(error) = channel.basic_ack(tag, BasicAckOptions { multiple }).await {
-                    failed = true;
-                    warn!(pipeline = "notify", actor = "AmqpConsumer", %error, "ack failed, the broker will redeliver");
-                }
-            }
-            if failed {
-                stats
-                    .stale_acks
-                    .fetch_add(plan.count as u64, Ordering::Relaxed);
-            } else {
-                stats.acked.fetch_add(plan.count as u64, Ordering::Relaxed);
-                metrics::counter!("tasklet_notify_acked_total").increment(plan.count as u64);
-            }
+            let _ = sent.await;
         })
+    }
+}
+
+/// Sends the planned acks of one channel in order, one frame after the
+/// other; ends when the channel's link is dropped.
+async fn send_acks(
+    channel: Channel,
+    mut plans: mpsc::UnboundedReceiver<PlannedAck>,
+    stats: Arc<Counters>,
+) {
+    while let Some(PlannedAck {
+        plan,
+        committed,
+        done,
+    }) = plans.recv().await
+    {
+        let frames = plan
+            .multiple_up_to
+            .map(|t| (t, true))
+            .into_iter()
+            .chain(plan.singles.iter().map(|&t| (t, false)));
+        let mut failed = false;
+        for (tag, multiple) in frames {
+            if let Err(error) = channel.basic_ack(tag, BasicAckOptions { multiple }).await {
+                failed = true;
+                warn!(pipeline = "notify", actor = "AmqpConsumer", %error, "ack failed, the broker will redeliver");
+            }
+        }
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+        if !committed {
+            continue;
+        }
+        if failed {
+            stats
+                .stale_acks
+                .fetch_add(plan.count as u64, Ordering::Relaxed);
+        } else {
+            stats.acked.fetch_add(plan.count as u64, Ordering::Relaxed);
+            metrics::counter!("tasklet_notify_acked_total").increment(plan.count as u64);
+        }
     }
 }
 
@@ -382,12 +435,15 @@ impl Session {
                 FieldTable::default(),
             )
             .await?;
+        let (acks, plans) = mpsc::unbounded_channel();
+        actix_rt::spawn(send_acks(channel.clone(), plans, self.stats.clone()));
         *self.link.borrow_mut() = Some(Link {
             generation,
             connection,
             channel: channel.clone(),
             consumer_tag,
             outstanding: BTreeSet::new(),
+            acks,
         });
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         info!(pipeline = "notify", actor = "AmqpConsumer", queue = %s.queue, prefetch = s.prefetch, generation, "consuming");
@@ -443,10 +499,21 @@ impl Session {
                     let _handled = observe::handling("AmqpConsumer");
                     let reason = reason.to_string();
                     warn!(pipeline = "notify", actor = "AmqpConsumer", tag = delivery.delivery_tag, bytes = delivery.data.len(), %reason, "poison message, dead-lettering");
+                    // Outstanding while it is dead-lettered, so that no
+                    // `multiple` ack of committed rows covers it before the
+                    // dead-letter queue has it.
+                    if let Some(link) = self.link.borrow_mut().as_mut() {
+                        link.outstanding.insert(delivery.delivery_tag);
+                    }
                     dead_letter(&dead, s, &delivery, &reason).await?;
-                    channel
-                        .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
-                        .await?;
+                    if let Some(link) = self.link.borrow_mut().as_mut() {
+                        let plan = plan_acks(&mut link.outstanding, vec![delivery.delivery_tag]);
+                        let _ = link.acks.send(PlannedAck {
+                            plan,
+                            committed: false,
+                            done: None,
+                        });
+                    }
                     self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("tasklet_notify_dead_lettered_total").increment(1);
                 }
