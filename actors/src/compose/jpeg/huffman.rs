@@ -10,8 +10,18 @@
 
 use super::markers::HuffSpec;
 use super::FastPathError;
+use std::rc::Rc;
 
 const FAST_BITS: u32 = 11;
+
+/// Width of the walk table, which packs several AC symbols per entry.
+const WALK_BITS: u32 = 13;
+
+/// In a `walk` entry: bits 0..4 the bits taken, bit 4 the pack ends with an
+/// end-of-block, bits 5.. how far the pack moves the coefficient index (plus
+/// one for an end-of-block, which needs the index still inside the block).
+const WALK_EOB: u16 = 1 << 4;
+const WALK_NEED_SHIFT: u32 = 5;
 
 /// Flag in a `fast` entry: the symbol is an end-of-block.
 const FAST_EOB: i32 = 1 << 8;
@@ -52,6 +62,10 @@ pub(crate) struct DecodeTable {
     /// bits fit in `FAST_BITS` (for DC, run is 0 and value the difference;
     /// for AC a ZRL is run 15 with value 0), 0 otherwise.
     fast: Box<[i32; 1 << FAST_BITS]>,
+    /// For AC tables, the AC symbols (code and value bits) that the next
+    /// `WALK_BITS` bits hold, packed for a walk that does not keep values
+    /// (see `WALK_EOB`); 0 when not even one symbol fits.
+    walk: Box<[u16; 1 << WALK_BITS]>,
     /// Largest code of each length (-1 when none), for codes longer than `FAST_BITS`.
     maxcode: [i32; 17],
     /// Index into `values` minus the first code of each length.
@@ -106,13 +120,57 @@ impl DecodeTable {
             code = (code + n) << 1;
             k += n;
         }
-        Ok(DecodeTable {
+        let mut table = DecodeTable {
             lookup,
             fast,
+            walk: Box::new([0u16; 1 << WALK_BITS]),
             maxcode,
             delta,
             values: spec.values.clone(),
-        })
+        };
+        if is_ac {
+            for i in 0..1usize << WALK_BITS {
+                table.walk[i] = table.walk_entry(i as u32);
+            }
+        }
+        Ok(table)
+    }
+
+    /// The symbol whose code starts the last `avail` bits of `window`, and
+    /// its code length, when that code is at most `avail` (and `FAST_BITS`)
+    /// long. The bits after them are taken as zeros: a code that fits is
+    /// found whatever follows it.
+    fn symbol_in(&self, window: u32, avail: u32) -> Option<(u8, u32)> {
+        let rest = window & ((1 << avail) - 1);
+        let index = if avail >= FAST_BITS {
+            rest >> (avail - FAST_BITS)
+        } else {
+            rest << (FAST_BITS - avail)
+        };
+        let e = self.lookup[index as usize];
+        let len = u32::from(e >> 8);
+        (e != 0 && len <= avail).then_some((e as u8, len))
+    }
+
+    /// Packs the AC symbols held whole (code and value bits) in `window`, as
+    /// the walk takes them: each moves the index by its run plus one (a ZRL
+    /// by 16), an end-of-block ends the pack. Values above 10 bits, which
+    /// are corrupt, are left to the one-symbol path.
+    fn walk_entry(&self, window: u32) -> u16 {
+        let (mut used, mut need) = (0u32, 0u32);
+        while let Some((rs, len)) = self.symbol_in(window, WALK_BITS - used) {
+            let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
+            let eob = size == 0 && run != 15;
+            if size > 10 || used + len + size > WALK_BITS || need + run + 1 > 64 {
+                break;
+            }
+            used += len + size;
+            need += if eob { 1 } else { run + 1 };
+            if eob {
+                return (need << WALK_NEED_SHIFT) as u16 | WALK_EOB | used as u16;
+            }
+        }
+        (need << WALK_NEED_SHIFT) as u16 | used as u16
     }
 }
 
@@ -254,7 +312,7 @@ impl<'a> BitReader<'a> {
 
     /// Decodes one block into `out` (zigzag order; `out` must be zero on entry
     /// when its values matter), updating the DC predictor.
-    #[inline(always)]
+    #[cfg(test)]
     pub fn decode_block(
         &mut self,
         dc: &DecodeTable,
@@ -262,16 +320,64 @@ impl<'a> BitReader<'a> {
         pred: &mut i32,
         out: &mut [i16; 64],
     ) -> Result<(), FastPathError> {
+        self.decode_block_here::<true>(dc, ac, pred, out)
+    }
+
+    /// Decodes `out.len() / plan.len()` MCUs into `out` (zero on entry), one
+    /// slot per block; `plan` gives each block's component, which indexes
+    /// `dc`, `ac` and `preds`. No restart marker may fall inside.
+    pub fn decode_mcus(
+        &mut self,
+        dc: &[Rc<DecodeTable>],
+        ac: &[Rc<DecodeTable>],
+        plan: &[usize],
+        preds: &mut [i32],
+        out: &mut [[i16; 64]],
+    ) -> Result<(), FastPathError> {
+        // A local copy whose fields stay in registers across blocks.
         let mut r = *self;
-        let mut p = *pred;
-        let result = r.decode_block_here(dc, ac, &mut p, out);
+        let mut result = Ok(());
+        'mcus: for mcu in out.chunks_exact_mut(plan.len()) {
+            for (&c, block) in plan.iter().zip(mcu) {
+                result = r.decode_block_here::<true>(&dc[c], &ac[c], &mut preds[c], block);
+                if result.is_err() {
+                    break 'mcus;
+                }
+            }
+        }
         *self = r;
-        *pred = p;
         result
     }
 
+    /// Steps over `mcus` MCUs keeping only the DC predictors: runs of AC
+    /// symbols are taken several at a time and their values never formed.
+    pub fn skip_mcus(
+        &mut self,
+        dc: &[Rc<DecodeTable>],
+        ac: &[Rc<DecodeTable>],
+        plan: &[usize],
+        preds: &mut [i32],
+        mcus: usize,
+    ) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let mut result = Ok(());
+        let mut scratch = [0i16; 64];
+        'mcus: for _ in 0..mcus {
+            for &c in plan {
+                result = r.decode_block_here::<false>(&dc[c], &ac[c], &mut preds[c], &mut scratch);
+                if result.is_err() {
+                    break 'mcus;
+                }
+            }
+        }
+        *self = r;
+        result
+    }
+
+    /// Decodes one block; with `STORE` false the AC values are not kept
+    /// (`out` gets only the DC).
     #[inline(always)]
-    fn decode_block_here(
+    fn decode_block_here<const STORE: bool>(
         &mut self,
         dc: &DecodeTable,
         ac: &DecodeTable,
@@ -297,6 +403,20 @@ impl<'a> BitReader<'a> {
         let mut k = 1usize;
         while k < 64 {
             self.refill();
+            if !STORE {
+                let w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
+                // The pack is valid as long as every symbol in it starts
+                // inside the block; otherwise the one-symbol path below
+                // decides (and reports a corrupt run).
+                if w != 0 && k + usize::from(w >> WALK_NEED_SHIFT) <= 64 {
+                    self.consume(u32::from(w & 15));
+                    if w & WALK_EOB != 0 {
+                        break;
+                    }
+                    k += usize::from(w >> WALK_NEED_SHIFT);
+                    continue;
+                }
+            }
             let e = ac.fast[(self.buf >> (64 - FAST_BITS)) as usize];
             if e != 0 {
                 self.consume((e & 15) as u32);
@@ -309,7 +429,9 @@ impl<'a> BitReader<'a> {
                         "ac coefficient past the block".into(),
                     ));
                 }
-                out[k] = (e >> 16) as i16;
+                if STORE {
+                    out[k] = (e >> 16) as i16;
+                }
                 k += 1;
                 continue;
             }
@@ -331,7 +453,10 @@ impl<'a> BitReader<'a> {
                     "ac coefficient past the block".into(),
                 ));
             }
-            out[k] = self.receive_extend(size) as i16;
+            let v = self.receive_extend(size) as i16;
+            if STORE {
+                out[k] = v;
+            }
             k += 1;
         }
         Ok(())
@@ -746,6 +871,43 @@ mod tests {
         let (sdc, sac) = (optimal_table(&dc), optimal_table(&ac));
         assert!(sdc.counts.iter().map(|&c| usize::from(c)).sum::<usize>() == sdc.values.len());
         roundtrip(&blocks, &sdc, &sac);
+    }
+
+    #[test]
+    fn skipping_blocks_stops_where_decoding_them_does() {
+        let blocks = sample_blocks();
+        let (mut dc, mut ac) = (Frequencies::new(), Frequencies::new());
+        let mut pred = 0;
+        for b in &blocks {
+            count_block(&mut dc, &mut ac, &mut pred, b);
+        }
+        let (sdc, sac) = (optimal_table(&dc), optimal_table(&ac));
+        let (edc, eac) = (
+            EncodeTable::new(&sdc).unwrap(),
+            EncodeTable::new(&sac).unwrap(),
+        );
+        let mut w = BitWriter::new(Vec::new(), 0, 0);
+        let mut pred = 0;
+        for b in &blocks {
+            w.encode_block(&edc, &eac, &mut pred, b).unwrap();
+        }
+        w.pad();
+        w.out.extend_from_slice(&[0xFF, 0xD9]);
+        let ddc = vec![Rc::new(DecodeTable::new(&sdc, false).unwrap())];
+        let dac = vec![Rc::new(DecodeTable::new(&sac, true).unwrap())];
+        let (mut decoder, mut skipper) = (BitReader::new(&w.out, 0), BitReader::new(&w.out, 0));
+        let (mut decoded, mut skipped) = ([0], [0]);
+        for _ in &blocks {
+            let mut out = [[0i16; 64]];
+            decoder
+                .decode_mcus(&ddc, &dac, &[0], &mut decoded, &mut out)
+                .unwrap();
+            skipper
+                .skip_mcus(&ddc, &dac, &[0], &mut skipped, 1)
+                .unwrap();
+            assert_eq!(skipped, decoded);
+            assert_eq!(skipper.position().unwrap(), decoder.position().unwrap());
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod markers;
 use crate::compose::blend::{blend_channel, effective_alpha};
 use huffman::{BitReader, BitWriter, DecodeTable, EncodeTable, Frequencies};
 use markers::{Header, HuffSpec};
+use std::rc::Rc;
 
 /// Why the fast path did not produce an image.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -303,8 +304,8 @@ struct Rect {
 
 /// The Huffman tables of a scan and the component of each block in an MCU.
 struct Scan {
-    dc: Vec<DecodeTable>,
-    ac: Vec<DecodeTable>,
+    dc: Vec<Rc<DecodeTable>>,
+    ac: Vec<Rc<DecodeTable>>,
     /// Component of each block of an MCU, in order.
     plan: Vec<usize>,
     restart_interval: usize,
@@ -327,9 +328,21 @@ impl Scan {
         let mut dc = Vec::new();
         let mut ac = Vec::new();
         let mut plan = Vec::new();
+        // Components sharing a table share its (costly to build) decoder.
+        let mut dc_slots: [Option<Rc<DecodeTable>>; 4] = Default::default();
+        let mut ac_slots: [Option<Rc<DecodeTable>>; 4] = Default::default();
         for (c, comp) in hdr.comps.iter().enumerate() {
-            dc.push(DecodeTable::new(spec(&hdr.dc[comp.td])?, false)?);
-            ac.push(DecodeTable::new(spec(&hdr.ac[comp.ta])?, true)?);
+            for (slots, specs, slot, is_ac, tables) in [
+                (&mut dc_slots, &hdr.dc, comp.td, false, &mut dc),
+                (&mut ac_slots, &hdr.ac, comp.ta, true, &mut ac),
+            ] {
+                let table = match &slots[slot] {
+                    Some(t) => Rc::clone(t),
+                    None => Rc::new(DecodeTable::new(spec(&specs[slot])?, is_ac)?),
+                };
+                slots[slot] = Some(Rc::clone(&table));
+                tables.push(table);
+            }
             let (h, v) = hdr.blocks_of(c);
             plan.extend(std::iter::repeat_n(c, h * v));
         }
@@ -374,13 +387,17 @@ impl Scan {
         };
         let mut reader = BitReader::new(data, start);
         let mut preds = vec![0; self.dc.len()];
-        let mut scratch = [[0i16; 64]; 1];
-        self.decode(&mut reader, &mut preds, from, target, &mut scratch)?;
+        for (m, n) in self.runs(from, target) {
+            if m > from {
+                self.restart(&mut reader, &mut preds, m)?;
+            }
+            reader.skip_mcus(&self.dc, &self.ac, &self.plan, &mut preds, n)?;
+        }
         Ok((reader, preds))
     }
 
-    /// Decodes MCUs `from..to` into `out` (one slot per block, or a single
-    /// scratch slot that is overwritten), crossing restart markers.
+    /// Decodes MCUs `from..to` into `out` (one slot per block), crossing
+    /// restart markers.
     fn decode(
         &self,
         reader: &mut BitReader<'_>,
@@ -389,19 +406,43 @@ impl Scan {
         to: usize,
         out: &mut [[i16; 64]],
     ) -> Result<(), FastPathError> {
-        let ri = self.restart_interval;
-        let store = out.len() > 1;
         let bpm = self.plan.len();
-        for m in from..to {
-            if ri > 0 && m > from && m % ri == 0 {
-                reader.restart(((m / ri - 1) % 8) as u8)?;
-                preds.iter_mut().for_each(|p| *p = 0);
+        for (m, n) in self.runs(from, to) {
+            if m > from {
+                self.restart(reader, preds, m)?;
             }
-            for (b, &c) in self.plan.iter().enumerate() {
-                let slot = if store { (m - from) * bpm + b } else { 0 };
-                reader.decode_block(&self.dc[c], &self.ac[c], &mut preds[c], &mut out[slot])?;
-            }
+            let slots = &mut out[(m - from) * bpm..(m - from + n) * bpm];
+            reader.decode_mcus(&self.dc, &self.ac, &self.plan, preds, slots)?;
         }
+        Ok(())
+    }
+
+    /// MCUs `from..to` as runs `(first, count)` that no restart marker
+    /// interrupts.
+    fn runs(&self, from: usize, to: usize) -> impl Iterator<Item = (usize, usize)> {
+        let ri = self.restart_interval;
+        let mut m = from;
+        std::iter::from_fn(move || {
+            if m >= to {
+                return None;
+            }
+            let end = if ri > 0 { (m / ri + 1) * ri } else { to };
+            let run = (m, end.min(to) - m);
+            m = end.min(to);
+            Some(run)
+        })
+    }
+
+    /// Takes the restart marker before MCU `m` (a multiple of the interval)
+    /// and resets the DC predictors.
+    fn restart(
+        &self,
+        reader: &mut BitReader<'_>,
+        preds: &mut [i32],
+        m: usize,
+    ) -> Result<(), FastPathError> {
+        reader.restart(((m / self.restart_interval - 1) % 8) as u8)?;
+        preds.iter_mut().for_each(|p| *p = 0);
         Ok(())
     }
 
