@@ -57,15 +57,15 @@ fn canonical_codes(spec: &HuffSpec) -> Result<[(u16, u8); 256], FastPathError> {
 /// A decoding table built from one DHT table.
 pub(crate) struct DecodeTable {
     /// `len << 8 | symbol` for codes up to `FAST_BITS` long, 0 otherwise.
-    lookup: Box<[u16; 1 << FAST_BITS]>,
+    lookup: [u16; 1 << FAST_BITS],
     /// `value << 16 | eob << 8 | run << 4 | total_bits` when code and value
     /// bits fit in `FAST_BITS` (for DC, run is 0 and value the difference;
     /// for AC a ZRL is run 15 with value 0), 0 otherwise.
-    fast: Box<[i32; 1 << FAST_BITS]>,
+    fast: [i32; 1 << FAST_BITS],
     /// For AC tables, the AC symbols (code and value bits) that the next
     /// `WALK_BITS` bits hold, packed for a walk that does not keep values
     /// (see `WALK_EOB`); 0 when not even one symbol fits.
-    walk: Box<[u16; 1 << WALK_BITS]>,
+    walk: [u16; 1 << WALK_BITS],
     /// Largest code of each length (-1 when none), for codes longer than `FAST_BITS`.
     maxcode: [i32; 17],
     /// Index into `values` minus the first code of each length.
@@ -76,8 +76,8 @@ pub(crate) struct DecodeTable {
 impl DecodeTable {
     pub fn new(spec: &HuffSpec, is_ac: bool) -> Result<Self, FastPathError> {
         let codes = canonical_codes(spec)?;
-        let mut lookup = Box::new([0u16; 1 << FAST_BITS]);
-        let mut fast = Box::new([0i32; 1 << FAST_BITS]);
+        let mut lookup = [0u16; 1 << FAST_BITS];
+        let mut fast = [0i32; 1 << FAST_BITS];
         for (sym, &(code, len)) in codes.iter().enumerate() {
             let len = u32::from(len);
             if len == 0 || len > FAST_BITS {
@@ -123,7 +123,7 @@ impl DecodeTable {
         let mut table = DecodeTable {
             lookup,
             fast,
-            walk: Box::new([0u16; 1 << WALK_BITS]),
+            walk: [0u16; 1 << WALK_BITS],
             maxcode,
             delta,
             values: spec.values.clone(),
@@ -384,6 +384,14 @@ impl<'a> BitReader<'a> {
         pred: &mut i32,
         out: &mut [i16; 64],
     ) -> Result<(), FastPathError> {
+        self.dc_here(dc, pred)?;
+        out[0] = *pred as i16;
+        self.ac_here::<STORE>(ac, out)
+    }
+
+    /// Decodes a DC difference into the predictor.
+    #[inline(always)]
+    fn dc_here(&mut self, dc: &DecodeTable, pred: &mut i32) -> Result<(), FastPathError> {
         self.refill();
         let e = dc.fast[(self.buf >> (64 - FAST_BITS)) as usize];
         if e != 0 {
@@ -399,7 +407,17 @@ impl<'a> BitReader<'a> {
         if !(-32768..=32767).contains(pred) {
             return Err(FastPathError::Corrupt("dc value out of range".into()));
         }
-        out[0] = *pred as i16;
+        Ok(())
+    }
+
+    /// Decodes the AC coefficients of a block into `out` (kept only when
+    /// `STORE`).
+    #[inline(always)]
+    fn ac_here<const STORE: bool>(
+        &mut self,
+        ac: &DecodeTable,
+        out: &mut [i16; 64],
+    ) -> Result<(), FastPathError> {
         let mut k = 1usize;
         while k < 64 {
             self.refill();
@@ -460,6 +478,34 @@ impl<'a> BitReader<'a> {
             k += 1;
         }
         Ok(())
+    }
+
+    /// Decodes the DC difference of one block into `pred`.
+    pub fn decode_dc(&mut self, dc: &DecodeTable, pred: &mut i32) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let result = r.dc_here(dc, pred);
+        *self = r;
+        result
+    }
+
+    /// Decodes the AC coefficients of one block into `out` (zero on entry).
+    pub fn decode_ac(
+        &mut self,
+        ac: &DecodeTable,
+        out: &mut [i16; 64],
+    ) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let result = r.ac_here::<true>(ac, out);
+        *self = r;
+        result
+    }
+
+    /// Steps over the AC coefficients of one block.
+    pub fn skip_ac(&mut self, ac: &DecodeTable) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let result = r.ac_here::<false>(ac, &mut [0; 64]);
+        *self = r;
+        result
     }
 
     /// Errs when the bits decoded so far ran past the real data (a truncated
@@ -612,16 +658,8 @@ impl BitWriter {
         self.out.extend_from_slice(&[0xFF, 0xD0 + (n & 7)]);
     }
 
-    /// Encodes one block (zigzag order) and updates the DC predictor.
-    pub fn encode_block(
-        &mut self,
-        dc: &EncodeTable,
-        ac: &EncodeTable,
-        pred: &mut i32,
-        block: &[i16; 64],
-    ) -> Result<(), MissingSymbol> {
-        let diff = i32::from(block[0]) - *pred;
-        *pred = i32::from(block[0]);
+    /// Encodes one DC difference.
+    pub fn encode_dc(&mut self, dc: &EncodeTable, diff: i32) -> Result<(), MissingSymbol> {
         let s = category(diff);
         if s > 11 {
             return Err(MissingSymbol);
@@ -634,6 +672,56 @@ impl BitWriter {
             u32::from(code) << s | value_bits(diff, s),
             u32::from(len) + s,
         );
+        Ok(())
+    }
+
+    /// Appends the entropy-coded bits of `data` from bit address `from` to
+    /// `to` (`byte * 8 + bit`, bits counted from the top of a data byte;
+    /// a stuffed 0x00 after a 0xFF is skipped). The stretch must lie inside
+    /// data the reader went through (no marker in it).
+    pub fn copy_bits(&mut self, data: &[u8], from: usize, to: usize) {
+        let (mut p, b) = (from / 8, (from % 8) as u32);
+        let (q, e) = (to / 8, (to % 8) as u32);
+        let next = |p: usize| p + 1 + usize::from(data[p] == 0xFF);
+        if p == q {
+            if e > b {
+                self.put(u32::from(data[p] >> (8 - e)) & ((1 << (e - b)) - 1), e - b);
+            }
+            return;
+        }
+        if b > 0 {
+            self.put(u32::from(data[p]) & ((1 << (8 - b)) - 1), 8 - b);
+            p = next(p);
+        }
+        while p < q {
+            if let Some(w) = data.get(p..p + 8).filter(|_| p + 8 <= q) {
+                let w = u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                if !has_ff_byte(w) {
+                    self.put((w >> 32) as u32, 32);
+                    self.put(w as u32, 32);
+                    p += 8;
+                    continue;
+                }
+            }
+            self.put(u32::from(data[p]), 8);
+            p = next(p);
+        }
+        if e > 0 {
+            self.put(u32::from(data[q] >> (8 - e)), e);
+        }
+    }
+
+    /// Encodes one block (zigzag order) and updates the DC predictor.
+    pub fn encode_block(
+        &mut self,
+        dc: &EncodeTable,
+        ac: &EncodeTable,
+        pred: &mut i32,
+        block: &[i16; 64],
+    ) -> Result<(), MissingSymbol> {
+        let diff = i32::from(block[0]) - *pred;
+        *pred = i32::from(block[0]);
+        self.encode_dc(dc, diff)?;
         // Visit only the non-zero coefficients.
         let mut nonzero = 0u64;
         for (k, &c) in block.iter().enumerate().skip(1) {

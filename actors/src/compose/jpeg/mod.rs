@@ -128,15 +128,18 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
     check_size(jpeg, &hdr, total * bpm)?;
 
     // Walk to the seam.
-    let (mut reader, mut preds) = scan.walk_to(jpeg, first)?;
+    let (reader, preds_at_seam) = scan.walk_to(jpeg, first)?;
     let (seam, seam_bits) = reader.position()?;
-    let preds_at_seam = preds.clone();
 
-    // Decode the tail.
-    let mut tail = vec![[0i16; 64]; (total - first) * bpm];
-    scan.decode(&mut reader, &mut preds, first, total, &mut tail)?;
-    reader.check_not_overrun()?;
-    let scan_end = reader.end_of_data();
+    // Go over the tail: the MCUs under the mark are decoded, the others
+    // only stepped over, noting where their bits lie.
+    let boxed = MarkBox {
+        mcus_per_row,
+        cols: (col0, col1),
+        rows: (row0, row1),
+    };
+    let mut tail = scan.tail(reader, preds_at_seam.clone(), first, total, &boxed)?;
+    let scan_end = tail.end;
     check_end_of_image(jpeg, scan_end)?;
 
     // Blend the MCUs under the mark.
@@ -144,13 +147,20 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
     let mut blender = Blender::new(&hdr, rect, *mark);
     for row in row0..=row1 {
         for col in col0..=col1 {
-            let t = row * mcus_per_row + col - first;
+            let t = boxed.index(row * mcus_per_row + col);
             let origin = (col * mcu_w, row * mcu_h);
-            blocks_changed += blender.stamp_mcu(&mut tail[t * bpm..(t + 1) * bpm], origin);
+            let range = t * bpm..(t + 1) * bpm;
+            let changed = blender.stamp_mcu(&mut tail.boxed[range.clone()], origin);
+            for (b, flag) in tail.changed[range].iter_mut().enumerate() {
+                *flag = changed & (1 << b) != 0;
+            }
+            blocks_changed += changed.count_ones() as usize;
         }
     }
 
-    // Entropy-code the tail after the copied bytes.
+    // Entropy-code the tail after the copied bytes: blocks that changed are
+    // encoded, the bits of the others copied (with their DC difference
+    // encoded again when the block before them changed).
     let mut out = Vec::with_capacity(jpeg.len() + 4096);
     out.extend_from_slice(&jpeg[..seam]);
     let prefix = if seam_bits > 0 {
@@ -159,9 +169,8 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
         0
     };
     let mut writer = BitWriter::new(out, prefix, seam_bits);
-    let mut preds = preds_at_seam;
     let tables = scan.encode_tables(&hdr)?;
-    match scan.encode(&mut writer, &tables, &mut preds, first, total, &tail) {
+    match tail.encode(jpeg, &mut writer, &tables, preds_at_seam.clone()) {
         Ok(()) => {
             writer.pad();
             let mut out = writer.out;
@@ -174,7 +183,20 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
             })
         }
         Err(huffman::MissingSymbol) => {
-            let jpeg = rebuild_with_optimal_tables(jpeg, &hdr, &scan, first, &tail, scan_end)?;
+            // Every coefficient of the tail is needed: decode it again and
+            // put the blended MCUs in.
+            let mut blocks = vec![[0i16; 64]; (total - first) * bpm];
+            let mut preds = preds_at_seam;
+            scan.decode(&mut reader.clone(), &mut preds, first, total, &mut blocks)?;
+            for row in row0..=row1 {
+                for col in col0..=col1 {
+                    let m = row * mcus_per_row + col;
+                    let t = boxed.index(m);
+                    blocks[(m - first) * bpm..(m - first + 1) * bpm]
+                        .copy_from_slice(&tail.boxed[t * bpm..(t + 1) * bpm]);
+                }
+            }
+            let jpeg = rebuild_with_optimal_tables(jpeg, &hdr, &scan, first, &blocks, scan_end)?;
             let copied_bytes = hdr.dht_ranges.first().map_or(hdr.sos_offset, |r| r.0);
             Ok(Stamped {
                 jpeg,
@@ -183,6 +205,170 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
                 rebuilt_tables: true,
             })
         }
+    }
+}
+
+/// The MCUs the mark reaches: columns and rows, both inclusive.
+struct MarkBox {
+    mcus_per_row: usize,
+    cols: (usize, usize),
+    rows: (usize, usize),
+}
+
+impl MarkBox {
+    fn contains(&self, m: usize) -> bool {
+        let (row, col) = (m / self.mcus_per_row, m % self.mcus_per_row);
+        (self.rows.0..=self.rows.1).contains(&row) && (self.cols.0..=self.cols.1).contains(&col)
+    }
+
+    /// The place of MCU `m` (inside the box) among the box's MCUs.
+    fn index(&self, m: usize) -> usize {
+        let (row, col) = (m / self.mcus_per_row, m % self.mcus_per_row);
+        (row - self.rows.0) * (self.cols.1 - self.cols.0 + 1) + col - self.cols.0
+    }
+
+    /// The first MCU at or after `m` inside the box, or `None`.
+    fn next_from(&self, m: usize) -> Option<usize> {
+        let (row, col) = (m / self.mcus_per_row, m % self.mcus_per_row);
+        let at = |r: usize| r * self.mcus_per_row + self.cols.0;
+        if row < self.rows.0 {
+            Some(at(self.rows.0))
+        } else if row > self.rows.1 {
+            None
+        } else if col <= self.cols.1 {
+            Some(at(row).max(m))
+        } else if row < self.rows.1 {
+            Some(at(row + 1))
+        } else {
+            None
+        }
+    }
+}
+
+/// Where a stretch of the tail lies in the file: bit addresses
+/// (`byte * 8 + bit`, the byte being a data byte of the stuffed stream).
+type BitAddr = usize;
+
+fn bit_addr(reader: &BitReader<'_>) -> Result<BitAddr, FastPathError> {
+    let (byte, bit) = reader.position()?;
+    Ok(byte * 8 + bit as usize)
+}
+
+/// One piece of the tail, in scan order.
+enum Piece {
+    /// A block the encoder may have to touch: inside the box (its
+    /// coefficients are `Tail::boxed[slot]`), or just after it (its DC
+    /// difference may change).
+    Block {
+        comp: usize,
+        start: BitAddr,
+        dc_end: BitAddr,
+        end: BitAddr,
+        dc: i32,
+        slot: Option<usize>,
+    },
+    /// MCUs whose bits stay as they are; the DC predictors after them.
+    Run {
+        start: BitAddr,
+        end: BitAddr,
+        preds: [i32; 4],
+    },
+    /// A restart marker (its number) before the next piece.
+    Restart(u8),
+}
+
+/// The tail of the scan as the encoder needs it.
+struct Tail {
+    pieces: Vec<Piece>,
+    /// Coefficients of the box's MCUs, MCU by MCU (see [`MarkBox::index`]).
+    boxed: Vec<[i16; 64]>,
+    /// Which of them the mark changed.
+    changed: Vec<bool>,
+    /// Offset of the marker that ends the scan.
+    end: usize,
+}
+
+impl Tail {
+    /// Writes the tail: changed blocks encoded, the rest copied bit for bit
+    /// (DC difference encoded again when its predecessor's DC changed).
+    fn encode(
+        &self,
+        data: &[u8],
+        writer: &mut BitWriter,
+        tables: &EncodeTables,
+        mut preds: Vec<i32>,
+    ) -> Result<(), huffman::MissingSymbol> {
+        // The DC predictors of the input at the same place.
+        let mut kept = preds.clone();
+        let mut copy: Option<(BitAddr, BitAddr)> = None;
+        let flush = |writer: &mut BitWriter, copy: &mut Option<(BitAddr, BitAddr)>| {
+            if let Some((from, to)) = copy.take() {
+                writer.copy_bits(data, from, to);
+            }
+        };
+        let extend =
+            |writer: &mut BitWriter, copy: &mut Option<(BitAddr, BitAddr)>, from, to| match copy {
+                Some((_, end)) if *end == from => *end = to,
+                _ => {
+                    if let Some((a, b)) = copy.replace((from, to)) {
+                        writer.copy_bits(data, a, b);
+                    }
+                }
+            };
+        for piece in &self.pieces {
+            match *piece {
+                Piece::Block {
+                    comp,
+                    start,
+                    dc_end,
+                    end,
+                    dc,
+                    slot,
+                } => {
+                    match slot.filter(|&s| self.changed[s]) {
+                        Some(s) => {
+                            flush(writer, &mut copy);
+                            let block = &self.boxed[s];
+                            writer.encode_block(
+                                &tables.dc[comp],
+                                &tables.ac[comp],
+                                &mut preds[comp],
+                                block,
+                            )?;
+                        }
+                        None if preds[comp] == kept[comp] => {
+                            extend(writer, &mut copy, start, end);
+                            preds[comp] = dc;
+                        }
+                        None => {
+                            flush(writer, &mut copy);
+                            writer.encode_dc(&tables.dc[comp], dc - preds[comp])?;
+                            extend(writer, &mut copy, dc_end, end);
+                            preds[comp] = dc;
+                        }
+                    }
+                    kept[comp] = dc;
+                }
+                Piece::Run {
+                    start,
+                    end,
+                    preds: after,
+                } => {
+                    extend(writer, &mut copy, start, end);
+                    let n = preds.len();
+                    preds.copy_from_slice(&after[..n]);
+                    kept.copy_from_slice(&after[..n]);
+                }
+                Piece::Restart(n) => {
+                    flush(writer, &mut copy);
+                    writer.restart(n);
+                    preds.iter_mut().for_each(|p| *p = 0);
+                    kept.iter_mut().for_each(|p| *p = 0);
+                }
+            }
+        }
+        flush(writer, &mut copy);
+        Ok(())
     }
 }
 
@@ -417,6 +603,80 @@ impl Scan {
         Ok(())
     }
 
+    /// Goes over MCUs `first..total` from `reader` (at MCU `first`, with
+    /// the DC predictors `preds`): the box's MCUs are decoded, the MCU after
+    /// each of them stepped over block by block, the others in runs.
+    fn tail(
+        &self,
+        mut reader: BitReader<'_>,
+        mut preds: Vec<i32>,
+        first: usize,
+        total: usize,
+        boxed: &MarkBox,
+    ) -> Result<Tail, FastPathError> {
+        let bpm = self.plan.len();
+        let box_mcus = (boxed.cols.1 - boxed.cols.0 + 1) * (boxed.rows.1 - boxed.rows.0 + 1);
+        let mut tail = Tail {
+            pieces: Vec::new(),
+            boxed: vec![[0i16; 64]; box_mcus * bpm],
+            changed: vec![false; box_mcus * bpm],
+            end: 0,
+        };
+        for (m0, n) in self.runs(first, total) {
+            if m0 > first {
+                let number = ((m0 / self.restart_interval - 1) % 8) as u8;
+                self.restart(&mut reader, &mut preds, m0)?;
+                tail.pieces.push(Piece::Restart(number));
+            }
+            let mut after_box = false;
+            let mut m = m0;
+            while m < m0 + n {
+                let inside = boxed.contains(m);
+                if inside || after_box {
+                    for (b, &c) in self.plan.iter().enumerate() {
+                        let start = bit_addr(&reader)?;
+                        let slot = inside.then(|| boxed.index(m) * bpm + b);
+                        reader.decode_dc(&self.dc[c], &mut preds[c])?;
+                        let dc_end = bit_addr(&reader)?;
+                        match slot {
+                            Some(s) => {
+                                let block = &mut tail.boxed[s];
+                                block[0] = preds[c] as i16;
+                                reader.decode_ac(&self.ac[c], block)?;
+                            }
+                            None => reader.skip_ac(&self.ac[c])?,
+                        }
+                        tail.pieces.push(Piece::Block {
+                            comp: c,
+                            start,
+                            dc_end,
+                            end: bit_addr(&reader)?,
+                            dc: preds[c],
+                            slot,
+                        });
+                    }
+                    after_box = inside;
+                    m += 1;
+                    continue;
+                }
+                let upto = boxed.next_from(m).map_or(m0 + n, |b| b.min(m0 + n));
+                let start = bit_addr(&reader)?;
+                reader.skip_mcus(&self.dc, &self.ac, &self.plan, &mut preds, upto - m)?;
+                let mut after = [0; 4];
+                after[..preds.len()].copy_from_slice(&preds);
+                tail.pieces.push(Piece::Run {
+                    start,
+                    end: bit_addr(&reader)?,
+                    preds: after,
+                });
+                m = upto;
+            }
+        }
+        reader.check_not_overrun()?;
+        tail.end = reader.end_of_data();
+        Ok(tail)
+    }
+
     /// MCUs `from..to` as runs `(first, count)` that no restart marker
     /// interrupts.
     fn runs(&self, from: usize, to: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -594,9 +854,9 @@ impl<'m> Blender<'m> {
         b
     }
 
-    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns how
-    /// many of its blocks changed.
-    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> usize {
+    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns which
+    /// of its blocks changed (bit `i` for block `i`).
+    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> u16 {
         let (n, mark) = (self.n, self.mark);
         let px0 = self.rect.x0.max(ox);
         let py0 = self.rect.y0.max(oy);
@@ -704,7 +964,7 @@ impl<'m> Blender<'m> {
                     let coefs = dct::fdct_quantise(&s, &self.quant[c]);
                     if coefs != blocks[i] {
                         blocks[i] = coefs;
-                        changed += 1;
+                        changed |= 1 << i;
                     }
                 }
             }
