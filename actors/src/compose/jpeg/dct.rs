@@ -12,12 +12,18 @@ pub(crate) const ZIGZAG: [usize; 64] = [
     52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
-/// `BASIS[u][x] = c(u)/2 * cos((2x+1)u*pi/16)`, an orthonormal 8-point DCT.
-fn basis() -> &'static [[f32; 8]; 8] {
-    static BASIS: std::sync::OnceLock<[[f32; 8]; 8]> = std::sync::OnceLock::new();
+/// `B[u][x] = c(u)/2 * cos((2x+1)u*pi/16)`, an orthonormal 8-point DCT, and
+/// its transpose (so that both passes of both transforms run along rows).
+struct Basis {
+    b: [[f32; 8]; 8],
+    t: [[f32; 8]; 8],
+}
+
+fn basis() -> &'static Basis {
+    static BASIS: std::sync::OnceLock<Basis> = std::sync::OnceLock::new();
     BASIS.get_or_init(|| {
-        let mut m = [[0f32; 8]; 8];
-        for (u, row) in m.iter_mut().enumerate() {
+        let mut b = [[0f32; 8]; 8];
+        for (u, row) in b.iter_mut().enumerate() {
             let cu = if u == 0 {
                 std::f64::consts::FRAC_1_SQRT_2
             } else {
@@ -28,14 +34,15 @@ fn basis() -> &'static [[f32; 8]; 8] {
                 *v = (cu / 2.0 * angle.cos()) as f32;
             }
         }
-        m
+        let t = std::array::from_fn(|x| std::array::from_fn(|u| b[u][x]));
+        Basis { b, t }
     })
 }
 
 /// Dequantises a zigzag block and returns its samples (level shift undone,
 /// not rounded, not clamped) in row-major order.
 pub(crate) fn idct(coefs: &[i16; 64], q: &[u16; 64]) -> [f32; 64] {
-    let b = basis();
+    let b = &basis().b;
     let mut f = [0f32; 64];
     for k in 0..64 {
         f[ZIGZAG[k]] = f32::from(coefs[k]) * f32::from(q[k]);
@@ -67,14 +74,14 @@ pub(crate) fn idct(coefs: &[i16; 64], q: &[u16; 64]) -> [f32; 64] {
 
 /// Forward DCT of row-major samples, quantised (rounded) into zigzag order.
 pub(crate) fn fdct_quantise(samples: &[f32; 64], q: &[u16; 64]) -> [i16; 64] {
-    let b = basis();
+    let Basis { b, t } = basis();
     // rows: tmp[y][u] = sum_x s[y][x] * B[u][x] (inner loops run over u)
     let mut tmp = [0f32; 64];
     for y in 0..8 {
         for x in 0..8 {
             let s = samples[y * 8 + x] - 128.0;
             for u in 0..8 {
-                tmp[y * 8 + u] += s * b[u][x];
+                tmp[y * 8 + u] += s * t[x][u];
             }
         }
     }

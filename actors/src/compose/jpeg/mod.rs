@@ -809,8 +809,12 @@ struct Blender<'m> {
     /// Per component: sample offset of each pixel column and row of the MCU.
     col: [Vec<usize>; 3],
     row: [Vec<usize>; 3],
-    /// Per component: how many pixels share a sample.
-    share: [f32; 3],
+    /// Per component: the block (index in the MCU) of each pixel row's
+    /// first column, and the block offset of each pixel column.
+    block_row: [Vec<usize>; 3],
+    block_col: [Vec<usize>; 3],
+    /// Per component: one over how many pixels share a sample.
+    inv_share: [f32; 3],
     /// Per component: the MCU's samples and their changes.
     planes: [Vec<f32>; 3],
     deltas: [Vec<f32>; 3],
@@ -833,7 +837,9 @@ impl<'m> Blender<'m> {
             quant: [[1; 64]; 3],
             col: Default::default(),
             row: Default::default(),
-            share: [1.0; 3],
+            block_row: Default::default(),
+            block_col: Default::default(),
+            inv_share: [1.0; 3],
             planes: Default::default(),
             deltas: Default::default(),
         };
@@ -846,7 +852,9 @@ impl<'m> Blender<'m> {
             b.quant[c] = hdr.qt[hdr.comps[c].tq].unwrap_or([1; 64]);
             b.col[c] = (0..mcu_w).map(|x| x / sx).collect();
             b.row[c] = (0..mcu_h).map(|y| (y / sy) * 8 * h).collect();
-            b.share[c] = (sx * sy) as f32;
+            b.block_col[c] = (0..mcu_w).map(|x| x / sx / 8).collect();
+            b.block_row[c] = (0..mcu_h).map(|y| first + y / sy / 8 * h).collect();
+            b.inv_share[c] = 1.0 / (sx * sy) as f32;
             b.planes[c] = vec![0.0; 64 * h * v];
             b.deltas[c] = vec![0.0; 64 * h * v];
             first += h * v;
@@ -902,6 +910,10 @@ impl<'m> Blender<'m> {
             let ey = py.min(self.height - 1);
             let (ly, ely) = (py - oy, ey - oy);
             let mrow = (ey - mark.y as usize) * mw;
+            let mut rows = [(0usize, 0usize, 0usize); 3];
+            for (c, r) in rows.iter_mut().enumerate().take(n) {
+                *r = (self.row[c][ly], self.row[c][ely], self.block_row[c][ly]);
+            }
             for px in px0..px1 {
                 // Padding pixels take the blend of the edge pixel they copy.
                 let ex = px.min(self.width - 1);
@@ -915,9 +927,9 @@ impl<'m> Blender<'m> {
                 let mut own = [0f32; 3];
                 let mut old = [0f32; 3];
                 for c in 0..n {
-                    idx[c] = self.row[c][ly] + self.col[c][lx];
+                    idx[c] = rows[c].0 + self.col[c][lx];
                     own[c] = self.planes[c][idx[c]];
-                    old[c] = self.planes[c][self.row[c][ely] + self.col[c][elx]];
+                    old[c] = self.planes[c][rows[c].1 + self.col[c][elx]];
                 }
                 let new = if n == 3 {
                     let rgb = dct::ycc_to_rgb(old[0], old[1], old[2]);
@@ -936,11 +948,8 @@ impl<'m> Blender<'m> {
                     [dct::rgb_to_ycc(rgb)[0], 0.0, 0.0]
                 };
                 for c in 0..n {
-                    self.deltas[c][idx[c]] += (new[c] - own[c]) / self.share[c];
-                    let h = self.dims[c].0;
-                    let i = idx[c];
-                    let (bx, by) = ((i % (8 * h)) / 8, i / (64 * h));
-                    touched[self.first[c] + by * h + bx] = true;
+                    self.deltas[c][idx[c]] += (new[c] - own[c]) * self.inv_share[c];
+                    touched[rows[c].2 + self.block_col[c][lx]] = true;
                 }
             }
         }
