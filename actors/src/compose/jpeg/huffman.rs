@@ -21,7 +21,9 @@ const WALK_BITS: u32 = 13;
 /// end-of-block, bits 5.. how far the pack moves the coefficient index (plus
 /// one for an end-of-block, which needs the index still inside the block).
 const WALK_EOB: u16 = 1 << 4;
-const WALK_NEED_SHIFT: u32 = 5;
+const WALK_NEED_SHIFT: u16 = 5;
+/// A `walk` entry for bits that do not hold one whole symbol.
+const WALK_NONE: u16 = 127 << WALK_NEED_SHIFT;
 
 /// Flag in a `fast` entry: the symbol is an end-of-block.
 const FAST_EOB: i32 = 1 << 8;
@@ -64,7 +66,7 @@ pub(crate) struct DecodeTable {
     fast: [i32; 1 << FAST_BITS],
     /// For AC tables, the AC symbols (code and value bits) that the next
     /// `WALK_BITS` bits hold, packed for a walk that does not keep values
-    /// (see `WALK_EOB`); 0 when not even one symbol fits.
+    /// (see `WALK_EOB`); `WALK_NONE` when not even one symbol fits.
     walk: [u16; 1 << WALK_BITS],
     /// Largest code of each length (-1 when none), for codes longer than `FAST_BITS`.
     maxcode: [i32; 17],
@@ -129,11 +131,60 @@ impl DecodeTable {
             values: spec.values.clone(),
         };
         if is_ac {
-            for i in 0..1usize << WALK_BITS {
-                table.walk[i] = table.walk_entry(i as u32);
-            }
+            table.build_walk();
         }
         Ok(table)
+    }
+
+    /// Fills `walk`: the pack of a window is its first symbol followed by
+    /// the pack of the bits after it, so packs are built for windows of 0,
+    /// 1, … `WALK_BITS` bits in turn, each from a shorter one.
+    fn build_walk(&mut self) {
+        // `packs[(1 << a) + r]`: the pack of the `a`-bit window `r`.
+        let mut packs = vec![0u16; 2 << WALK_BITS];
+        for avail in 1..=WALK_BITS {
+            for window in 0..1u32 << avail {
+                let pack = match self.walk_step(window, avail) {
+                    None => 0,
+                    Some((used, need, true)) => need << WALK_NEED_SHIFT | WALK_EOB | used,
+                    Some((used, need, false)) => {
+                        let left = avail - u32::from(used);
+                        let rest = packs[(1 << left) + (window & ((1 << left) - 1)) as usize];
+                        let rest_need = rest >> WALK_NEED_SHIFT;
+                        if rest == 0 || need + rest_need > 64 {
+                            need << WALK_NEED_SHIFT | used
+                        } else {
+                            (need + rest_need) << WALK_NEED_SHIFT
+                                | (rest & WALK_EOB)
+                                | (used + (rest & 15))
+                        }
+                    }
+                };
+                packs[(1 << avail) + window as usize] = pack;
+            }
+        }
+        for (entry, &pack) in self.walk.iter_mut().zip(&packs[1 << WALK_BITS..]) {
+            // An empty pack needs more than any block has, so that one
+            // comparison sends it to the one-symbol path.
+            *entry = if pack == 0 { WALK_NONE } else { pack };
+        }
+    }
+
+    /// The first AC symbol held whole (code and value bits) in the `avail`
+    /// bits of `window`, as the walk takes it: bits used, how far it moves
+    /// the index (its run plus one, 16 for a ZRL, 1 for an end-of-block,
+    /// which must still be inside the block), whether it ends the block.
+    /// Values above 10 bits, which are corrupt, are left to the one-symbol
+    /// path.
+    fn walk_step(&self, window: u32, avail: u32) -> Option<(u16, u16, bool)> {
+        let (rs, len) = self.symbol_in(window, avail)?;
+        let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
+        let eob = size == 0 && run != 15;
+        if size > 10 || len + size > avail {
+            return None;
+        }
+        let need = if eob { 1 } else { run + 1 };
+        Some(((len + size) as u16, need as u16, eob))
     }
 
     /// The symbol whose code starts the last `avail` bits of `window`, and
@@ -150,27 +201,6 @@ impl DecodeTable {
         let e = self.lookup[index as usize];
         let len = u32::from(e >> 8);
         (e != 0 && len <= avail).then_some((e as u8, len))
-    }
-
-    /// Packs the AC symbols held whole (code and value bits) in `window`, as
-    /// the walk takes them: each moves the index by its run plus one (a ZRL
-    /// by 16), an end-of-block ends the pack. Values above 10 bits, which
-    /// are corrupt, are left to the one-symbol path.
-    fn walk_entry(&self, window: u32) -> u16 {
-        let (mut used, mut need) = (0u32, 0u32);
-        while let Some((rs, len)) = self.symbol_in(window, WALK_BITS - used) {
-            let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
-            let eob = size == 0 && run != 15;
-            if size > 10 || used + len + size > WALK_BITS || need + run + 1 > 64 {
-                break;
-            }
-            used += len + size;
-            need += if eob { 1 } else { run + 1 };
-            if eob {
-                return (need << WALK_NEED_SHIFT) as u16 | WALK_EOB | used as u16;
-            }
-        }
-        (need << WALK_NEED_SHIFT) as u16 | used as u16
     }
 }
 
@@ -426,7 +456,7 @@ impl<'a> BitReader<'a> {
                 // The pack is valid as long as every symbol in it starts
                 // inside the block; otherwise the one-symbol path below
                 // decides (and reports a corrupt run).
-                if w != 0 && k + usize::from(w >> WALK_NEED_SHIFT) <= 64 {
+                if k + usize::from(w >> WALK_NEED_SHIFT) <= 64 {
                     self.consume(u32::from(w & 15));
                     if w & WALK_EOB != 0 {
                         break;
