@@ -433,7 +433,7 @@ impl Coefficients {
     /// rounded and clamped), for comparison with a decoder's output.
     pub fn block_samples(&self, i: usize) -> [u8; 64] {
         let (c, _) = self.block_area(i);
-        let s = dct::idct(&self.blocks[i], &self.quant[c]);
+        let s = dct::idct(&self.blocks[i], &dct::Quant::new(&self.quant[c]));
         std::array::from_fn(|k| dct::to_u8(s[k]))
     }
 }
@@ -805,7 +805,7 @@ struct Blender<'m> {
     /// quantisation table.
     first: [usize; 3],
     dims: [(usize, usize); 3],
-    quant: [[u16; 64]; 3],
+    quant: [dct::Quant; 3],
     /// Per component: sample offset of each pixel column and row of the MCU.
     col: [Vec<usize>; 3],
     row: [Vec<usize>; 3],
@@ -834,7 +834,7 @@ impl<'m> Blender<'m> {
             n,
             first: [0; 3],
             dims: [(1, 1); 3],
-            quant: [[1; 64]; 3],
+            quant: [dct::Quant::new(&[1; 64]); 3],
             col: Default::default(),
             row: Default::default(),
             block_row: Default::default(),
@@ -849,7 +849,7 @@ impl<'m> Blender<'m> {
             let (sx, sy) = (mcu_w / (8 * h), mcu_h / (8 * v));
             b.first[c] = first;
             b.dims[c] = (h, v);
-            b.quant[c] = hdr.qt[hdr.comps[c].tq].unwrap_or([1; 64]);
+            b.quant[c] = dct::Quant::new(&hdr.qt[hdr.comps[c].tq].unwrap_or([1; 64]));
             b.col[c] = (0..mcu_w).map(|x| x / sx).collect();
             b.row[c] = (0..mcu_h).map(|y| (y / sy) * 8 * h).collect();
             b.block_col[c] = (0..mcu_w).map(|x| x / sx / 8).collect();
