@@ -449,22 +449,27 @@ impl<'a> BitReader<'a> {
         out: &mut [i16; 64],
     ) -> Result<(), FastPathError> {
         let mut k = 1usize;
+        if !STORE {
+            self.refill();
+            let mut w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
+            // A pack is valid as long as every symbol in it starts inside
+            // the block; otherwise the one-symbol path below decides (and
+            // reports a corrupt run).
+            while k + usize::from(w >> WALK_NEED_SHIFT) <= 64 {
+                self.consume(u32::from(w & 15));
+                if w & WALK_EOB != 0 {
+                    return Ok(());
+                }
+                k += usize::from(w >> WALK_NEED_SHIFT);
+                // Looked up before the refill: at least 19 bits are still
+                // buffered and a refill only adds bits below them, so the
+                // lookup need not wait for it.
+                w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
+                self.refill();
+            }
+        }
         while k < 64 {
             self.refill();
-            if !STORE {
-                let w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
-                // The pack is valid as long as every symbol in it starts
-                // inside the block; otherwise the one-symbol path below
-                // decides (and reports a corrupt run).
-                if k + usize::from(w >> WALK_NEED_SHIFT) <= 64 {
-                    self.consume(u32::from(w & 15));
-                    if w & WALK_EOB != 0 {
-                        break;
-                    }
-                    k += usize::from(w >> WALK_NEED_SHIFT);
-                    continue;
-                }
-            }
             let e = ac.fast[(self.buf >> (64 - FAST_BITS)) as usize];
             if e != 0 {
                 self.consume((e & 15) as u32);
