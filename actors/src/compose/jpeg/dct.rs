@@ -111,13 +111,13 @@ fn fdct_1d(d: &[Lanes; 8]) -> [Lanes; 8] {
     // Even part.
     let (tmp10, tmp13) = (add(tmp0, tmp3), sub(tmp0, tmp3));
     let (tmp11, tmp12) = (add(tmp1, tmp2), sub(tmp1, tmp2));
-    let z1 = mul(add(tmp12, tmp13), 0.707_106_77);
+    let z1 = mul(add(tmp12, tmp13), std::f32::consts::FRAC_1_SQRT_2);
     // Odd part.
     let (o10, o11, o12) = (add(tmp4, tmp5), add(tmp5, tmp6), add(tmp6, tmp7));
     let z5 = mul(sub(o10, o12), 0.382_683_43);
     let z2 = add(mul(o10, 0.541_196_1), z5);
     let z4 = add(mul(o12, 1.306_563), z5);
-    let z3 = mul(o11, 0.707_106_77);
+    let z3 = mul(o11, std::f32::consts::FRAC_1_SQRT_2);
     let (z11, z13) = (add(tmp7, z3), sub(tmp7, z3));
     [
         add(tmp10, tmp11),
@@ -138,14 +138,14 @@ fn idct_1d(d: &[Lanes; 8]) -> [Lanes; 8] {
     // Even part.
     let (tmp10, tmp11) = (add(d[0], d[4]), sub(d[0], d[4]));
     let tmp13 = add(d[2], d[6]);
-    let tmp12 = sub(mul(sub(d[2], d[6]), 1.414_213_5), tmp13);
+    let tmp12 = sub(mul(sub(d[2], d[6]), std::f32::consts::SQRT_2), tmp13);
     let (tmp0, tmp3) = (add(tmp10, tmp13), sub(tmp10, tmp13));
     let (tmp1, tmp2) = (add(tmp11, tmp12), sub(tmp11, tmp12));
     // Odd part.
     let (z13, z10) = (add(d[5], d[3]), sub(d[5], d[3]));
     let (z11, z12) = (add(d[1], d[7]), sub(d[1], d[7]));
     let tmp7 = add(z11, z13);
-    let o11 = mul(sub(z11, z13), 1.414_213_5);
+    let o11 = mul(sub(z11, z13), std::f32::consts::SQRT_2);
     let z5 = mul(add(z10, z12), 1.847_759);
     let o10 = sub(mul(z12, 1.082_392_2), z5);
     let o12 = add(mul(z10, -2.613_126), z5);

@@ -686,7 +686,7 @@ impl Scan {
             if m >= to {
                 return None;
             }
-            let end = if ri > 0 { (m / ri + 1) * ri } else { to };
+            let end = m.checked_div(ri).map_or(to, |i| (i + 1) * ri);
             let run = (m, end.min(to) - m);
             m = end.min(to);
             Some(run)
