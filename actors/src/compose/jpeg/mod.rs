@@ -865,7 +865,7 @@ impl<'m> Blender<'m> {
     /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns which
     /// of its blocks changed (bit `i` for block `i`).
     fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> u16 {
-        let (n, mark) = (self.n, self.mark);
+        let n = self.n;
         let px0 = self.rect.x0.max(ox);
         let py0 = self.rect.y0.max(oy);
         // A mark that reaches the right or bottom edge also covers the
@@ -904,35 +904,89 @@ impl<'m> Blender<'m> {
                 }
             }
         }
-        let mut touched = [false; 10];
+        if n == 3 {
+            self.blend_pixels::<3>((ox, oy), (px0, px1), (py0, py1));
+        } else {
+            self.blend_pixels::<1>((ox, oy), (px0, px1), (py0, py1));
+        }
+        // Quantise again the blocks holding a blended pixel.
+        let mut changed = 0;
+        for c in 0..n {
+            let (h, v) = self.dims[c];
+            for by in 0..v {
+                for bx in 0..h {
+                    let i = self.first[c] + by * h + bx;
+                    if !hit[i] {
+                        continue;
+                    }
+                    let mut s = [0f32; 64];
+                    let mut moved = false;
+                    for y in 0..8 {
+                        let at = (by * 8 + y) * 8 * h + bx * 8;
+                        let (p, d) = (&self.planes[c][at..at + 8], &self.deltas[c][at..at + 8]);
+                        for x in 0..8 {
+                            s[y * 8 + x] = p[x] + d[x];
+                            moved |= d[x] != 0.0;
+                        }
+                    }
+                    // A block without a blended pixel keeps its coefficients.
+                    if !moved {
+                        continue;
+                    }
+                    let coefs = dct::fdct_quantise(&s, &self.quant[c]);
+                    if coefs != blocks[i] {
+                        blocks[i] = coefs;
+                        changed |= 1 << i;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Blends the mark into the pixels `px0..px1` x `py0..py1` of the MCU at
+    /// `(ox, oy)` (`N` components), adding each sample's change to `deltas`.
+    fn blend_pixels<const N: usize>(
+        &mut self,
+        (ox, oy): (usize, usize),
+        (px0, px1): (usize, usize),
+        (py0, py1): (usize, usize),
+    ) {
+        let mark = self.mark;
         let mw = mark.width as usize;
+        let planes: [&[f32]; N] = std::array::from_fn(|c| &self.planes[c][..]);
+        let cols: [&[usize]; N] = std::array::from_fn(|c| &self.col[c][..]);
+        let mut deltas = self.deltas.iter_mut();
+        let deltas: [&mut [f32]; N] = std::array::from_fn(|_| match deltas.next() {
+            Some(d) => &mut d[..],
+            None => &mut [],
+        });
+        let inv_share = self.inv_share;
         for py in py0..py1 {
             let ey = py.min(self.height - 1);
             let (ly, ely) = (py - oy, ey - oy);
-            let mrow = (ey - mark.y as usize) * mw;
-            let mut rows = [(0usize, 0usize, 0usize); 3];
-            for (c, r) in rows.iter_mut().enumerate().take(n) {
-                *r = (self.row[c][ly], self.row[c][ely], self.block_row[c][ly]);
+            let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
+            let (mut own_row, mut old_row) = ([0usize; N], [0usize; N]);
+            for c in 0..N {
+                (own_row[c], old_row[c]) = (self.row[c][ly], self.row[c][ely]);
             }
             for px in px0..px1 {
                 // Padding pixels take the blend of the edge pixel they copy.
                 let ex = px.min(self.width - 1);
-                let m = &mark.rgba[(mrow + ex - mark.x as usize) * 4..][..4];
+                let m = &mrow[(ex - mark.x as usize) * 4..][..4];
                 let alpha = effective_alpha(m[3], mark.opacity);
                 if alpha == 0 {
                     continue;
                 }
                 let (lx, elx) = (px - ox, ex - ox);
-                let mut idx = [0usize; 3];
-                let mut own = [0f32; 3];
-                let mut old = [0f32; 3];
-                for c in 0..n {
-                    idx[c] = rows[c].0 + self.col[c][lx];
-                    own[c] = self.planes[c][idx[c]];
-                    old[c] = self.planes[c][rows[c].1 + self.col[c][elx]];
+                let (mut idx, mut old) = ([0usize; N], [0f32; N]);
+                for c in 0..N {
+                    idx[c] = own_row[c] + cols[c][lx];
+                    old[c] = planes[c][old_row[c] + cols[c][elx]];
                 }
-                let new = if n == 3 {
-                    let rgb = dct::ycc_to_rgb(old[0], old[1], old[2]);
+                let new = if N == 3 {
+                    // (`% N` only to compile for N = 1, which never comes here.)
+                    let rgb = dct::ycc_to_rgb(old[0], old[1 % N], old[2 % N]);
                     dct::rgb_to_ycc([
                         blend_channel(rgb[0], m[0], alpha),
                         blend_channel(rgb[1], m[1], alpha),
@@ -947,38 +1001,11 @@ impl<'m> Blender<'m> {
                     ];
                     [dct::rgb_to_ycc(rgb)[0], 0.0, 0.0]
                 };
-                for c in 0..n {
-                    self.deltas[c][idx[c]] += (new[c] - own[c]) * self.inv_share[c];
-                    touched[rows[c].2 + self.block_col[c][lx]] = true;
+                for c in 0..N {
+                    deltas[c][idx[c]] += (new[c] - planes[c][idx[c]]) * inv_share[c];
                 }
             }
         }
-        // Quantise again the blocks holding a blended pixel.
-        let mut changed = 0;
-        for c in 0..n {
-            let (h, v) = self.dims[c];
-            for by in 0..v {
-                for bx in 0..h {
-                    let i = self.first[c] + by * h + bx;
-                    if !touched[i] || !hit[i] {
-                        continue;
-                    }
-                    let mut s = [0f32; 64];
-                    for y in 0..8 {
-                        let at = (by * 8 + y) * 8 * h + bx * 8;
-                        for x in 0..8 {
-                            s[y * 8 + x] = self.planes[c][at + x] + self.deltas[c][at + x];
-                        }
-                    }
-                    let coefs = dct::fdct_quantise(&s, &self.quant[c]);
-                    if coefs != blocks[i] {
-                        blocks[i] = coefs;
-                        changed |= 1 << i;
-                    }
-                }
-            }
-        }
-        changed
     }
 }
 
