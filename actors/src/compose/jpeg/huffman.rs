@@ -249,35 +249,56 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Makes sure more than 32 bits are buffered (fake zeros past the data).
     #[inline(always)]
     fn refill(&mut self) {
         if self.bits > 32 {
             return;
         }
-        if self.fake == 0 {
-            if let Some(b) = self.data.get(self.pos..self.pos + 8) {
-                let w = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-                if !has_ff_byte(w) {
-                    let n = (64 - self.bits) / 8;
-                    let add = if n == 8 {
-                        w
-                    } else {
-                        w & !(u64::MAX >> (8 * n))
-                    };
-                    self.buf |= add >> self.bits;
-                    self.bits += 8 * n;
-                    self.pos += n as usize;
-                    return;
-                }
-            }
+        if !self.refill_word() {
+            *self = self.refill_slow();
         }
-        *self = self.refill_slow();
+    }
+
+    /// Tops the buffer up to 56..=63 bits from the next eight bytes when
+    /// none of them is 0xFF (and no marker was seen); false otherwise.
+    ///
+    /// Without a branch on the bit count: the word is shifted in under the
+    /// buffered bits, the whole bytes among them are counted, and the part
+    /// of the next byte that also landed is that byte's own bits, which the
+    /// next refill writes again. `bits` stays below 64.
+    #[inline(always)]
+    fn refill_word(&mut self) -> bool {
+        if self.fake != 0 {
+            return false;
+        }
+        let Some(b) = self.data.get(self.pos..self.pos + 8) else {
+            return false;
+        };
+        let w = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        if has_ff_byte(w) {
+            return false;
+        }
+        self.buf |= w >> self.bits;
+        self.pos += ((63 - self.bits) >> 3) as usize;
+        self.bits |= 56;
+        true
+    }
+
+    /// The walk's refill: every step, so that its timing never depends on
+    /// the bits taken (no branch to mispredict); byte by byte only when
+    /// it must be.
+    #[inline(always)]
+    fn refill_always(&mut self) {
+        if !self.refill_word() && self.bits <= 32 {
+            *self = self.refill_slow();
+        }
     }
 
     #[cold]
     #[inline(never)]
     fn refill_slow(mut self) -> Self {
-        while self.bits <= 56 {
+        while self.bits <= 55 {
             let byte = if self.marker_hit || self.pos >= self.data.len() {
                 self.fake += 1;
                 0
@@ -465,7 +486,7 @@ impl<'a> BitReader<'a> {
                 // buffered and a refill only adds bits below them, so the
                 // lookup need not wait for it.
                 w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
-                self.refill();
+                self.refill_always();
             }
         }
         while k < 64 {
