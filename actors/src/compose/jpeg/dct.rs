@@ -1,9 +1,11 @@
-//! 8x8 inverse and forward DCT in `f32` (separable, orthonormal), and the
-//! JFIF YCbCr <-> RGB conversions.
+//! 8x8 inverse and forward DCT in `f32` (the scaled AAN butterflies of
+//! libjpeg's float transforms, scales folded into the quantisation), and
+//! the JFIF YCbCr <-> RGB conversions.
 //!
-//! Float on purpose: a block that is decoded and encoded again without any
-//! pixel changing gets back exactly its coefficients, so only pixels under
-//! the mark move.
+//! Float on purpose: a block decoded and encoded again without any pixel
+//! changing gets back its coefficients (and the fast path does not even
+//! transform blocks in which no sample moved), so only pixels under the
+//! mark move.
 
 /// Zigzag index -> natural (row-major) index.
 pub(crate) const ZIGZAG: [usize; 64] = [

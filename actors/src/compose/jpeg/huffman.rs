@@ -2,11 +2,14 @@
 //!
 //! The reader keeps a 64-bit left-aligned bit buffer, refilled eight bytes at
 //! a time when the next eight bytes hold no 0xFF (one unaligned load), byte by
-//! byte otherwise (to unstuff 0xFF00 and stop at markers). Symbols come from a
-//! 9-bit first-level table; for AC tables a second 9-bit table also carries
-//! the run and the already-extended value when code and value bits fit, so
-//! most coefficients cost one lookup and one shift. The reader can say where
-//! in the file the next bit lies, which is how the seam is found.
+//! byte otherwise (to unstuff 0xFF00 and stop at markers). Symbols come from
+//! an 11-bit first-level table; for AC tables a second 11-bit table also
+//! carries the run and the already-extended value when code and value bits
+//! fit, so most coefficients cost one lookup and one shift. Blocks that are
+//! only stepped over take their AC symbols several at a time from a 13-bit
+//! table of packs (bits, index moved, end of block). The reader can say where
+//! in the file the next bit lies, which is how the seam is found and how the
+//! writer copies the bits of unchanged blocks.
 
 use super::markers::HuffSpec;
 use super::FastPathError;

@@ -9,14 +9,17 @@
 //!    at the restart marker before that MCU instead. Every byte before that
 //!    bit is copied; the bits of the seam byte that belong to earlier MCUs
 //!    are carried into the encoder, which stuffs 0xFF as needed.
-//! 3. The rest of the scan is decoded into coefficients. Each MCU under the
+//! 3. The MCUs under the mark are decoded into coefficients, the rest of the
+//!    scan only stepped over (noting where its bits lie). Each MCU under the
 //!    mark is decoded to pixels, blended with [`crate::compose::blend`] in
 //!    RGB, and only the blocks whose pixels changed are transformed and
 //!    quantised again with the image's own tables; every other block keeps
 //!    its coefficients.
-//! 4. The tail is entropy-coded with the image's tables, continuing the DC
-//!    predictors and the restart sequence. When those (optimised) tables lack
-//!    a symbol, the whole scan is re-encoded with fresh optimal tables — still
+//! 4. The tail is written with the image's tables, continuing the DC
+//!    predictors and the restart sequence: changed blocks are encoded, the
+//!    bits of the others copied (a DC difference encoded again where the
+//!    block before changed). When those (optimised) tables lack a symbol,
+//!    the whole scan is re-encoded with fresh optimal tables — still
 //!    lossless outside the mark.
 
 mod dct;
