@@ -1058,6 +1058,61 @@ mod tests {
     }
 
     #[test]
+    fn copied_bits_are_the_source_bits_restuffed() {
+        // Data bytes with many 0xFF, stuffed as in a scan.
+        let mut x: u32 = 99;
+        let data: Vec<u8> = (0..200)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if (x >> 20).is_multiple_of(4) {
+                    0xFF
+                } else {
+                    (x >> 16) as u8
+                }
+            })
+            .collect();
+        let mut stuffed = Vec::new();
+        let mut at = Vec::new(); // stuffed offset of each data byte
+        for &b in &data {
+            at.push(stuffed.len());
+            stuffed.push(b);
+            if b == 0xFF {
+                stuffed.push(0);
+            }
+        }
+        at.push(stuffed.len());
+        let bit = |i: usize| (data[i / 8] >> (7 - i % 8)) & 1;
+        let addr = |i: usize| at[i / 8] * 8 + i % 8;
+        for (from, to) in [
+            (0, 1600),
+            (3, 5),
+            (3, 11),
+            (7, 8),
+            (13, 1021),
+            (64, 64),
+            (5, 1599),
+        ] {
+            let mut w = BitWriter::new(Vec::new(), 0, 0);
+            w.copy_bits(&stuffed, addr(from), addr(to));
+            w.pad();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < w.out.len() {
+                out.push(w.out[i]);
+                i += if w.out[i] == 0xFF { 2 } else { 1 };
+            }
+            for k in 0..to - from {
+                assert_eq!(
+                    (out[k / 8] >> (7 - k % 8)) & 1,
+                    bit(from + k),
+                    "{from}..{to} at {k}"
+                );
+            }
+            assert_eq!(out.len(), (to - from).div_ceil(8));
+        }
+    }
+
+    #[test]
     fn optimal_codes_never_exceed_16_bits_for_skewed_counts() {
         let mut f = Frequencies::new();
         for i in 0..200 {

@@ -662,7 +662,10 @@ impl Scan {
                     m += 1;
                     continue;
                 }
-                let upto = boxed.next_from(m).map_or(m0 + n, |b| b.min(m0 + n));
+                // (`m` is outside the box, so the next box MCU lies after it.)
+                let upto = boxed
+                    .next_from(m)
+                    .map_or(m0 + n, |b| b.clamp(m + 1, m0 + n));
                 let start = bit_addr(&reader)?;
                 reader.skip_mcus(&self.dc, &self.ac, &self.plan, &mut preds, upto - m)?;
                 let mut after = [0; 4];
