@@ -2,16 +2,31 @@
 //!
 //! The reader keeps a 64-bit left-aligned bit buffer, refilled eight bytes at
 //! a time when the next eight bytes hold no 0xFF (one unaligned load), byte by
-//! byte otherwise (to unstuff 0xFF00 and stop at markers). Symbols come from a
-//! 9-bit first-level table; for AC tables a second 9-bit table also carries
-//! the run and the already-extended value when code and value bits fit, so
-//! most coefficients cost one lookup and one shift. The reader can say where
-//! in the file the next bit lies, which is how the seam is found.
+//! byte otherwise (to unstuff 0xFF00 and stop at markers). Symbols come from
+//! an 11-bit first-level table; for AC tables a second 11-bit table also
+//! carries the run and the already-extended value when code and value bits
+//! fit, so most coefficients cost one lookup and one shift. Blocks that are
+//! only stepped over take their AC symbols several at a time from a 13-bit
+//! table of packs (bits, index moved, end of block). The reader can say where
+//! in the file the next bit lies, which is how the seam is found and how the
+//! writer copies the bits of unchanged blocks.
 
 use super::markers::HuffSpec;
 use super::FastPathError;
+use std::rc::Rc;
 
 const FAST_BITS: u32 = 11;
+
+/// Width of the walk table, which packs several AC symbols per entry.
+const WALK_BITS: u32 = 13;
+
+/// In a `walk` entry: bits 0..4 the bits taken, bit 4 the pack ends with an
+/// end-of-block, bits 5.. how far the pack moves the coefficient index (plus
+/// one for an end-of-block, which needs the index still inside the block).
+const WALK_EOB: u16 = 1 << 4;
+const WALK_NEED_SHIFT: u16 = 5;
+/// A `walk` entry for bits that do not hold one whole symbol.
+const WALK_NONE: u16 = 127 << WALK_NEED_SHIFT;
 
 /// Flag in a `fast` entry: the symbol is an end-of-block.
 const FAST_EOB: i32 = 1 << 8;
@@ -47,11 +62,15 @@ fn canonical_codes(spec: &HuffSpec) -> Result<[(u16, u8); 256], FastPathError> {
 /// A decoding table built from one DHT table.
 pub(crate) struct DecodeTable {
     /// `len << 8 | symbol` for codes up to `FAST_BITS` long, 0 otherwise.
-    lookup: Box<[u16; 1 << FAST_BITS]>,
+    lookup: [u16; 1 << FAST_BITS],
     /// `value << 16 | eob << 8 | run << 4 | total_bits` when code and value
     /// bits fit in `FAST_BITS` (for DC, run is 0 and value the difference;
     /// for AC a ZRL is run 15 with value 0), 0 otherwise.
-    fast: Box<[i32; 1 << FAST_BITS]>,
+    fast: [i32; 1 << FAST_BITS],
+    /// For AC tables, the AC symbols (code and value bits) that the next
+    /// `WALK_BITS` bits hold, packed for a walk that does not keep values
+    /// (see `WALK_EOB`); `WALK_NONE` when not even one symbol fits.
+    walk: [u16; 1 << WALK_BITS],
     /// Largest code of each length (-1 when none), for codes longer than `FAST_BITS`.
     maxcode: [i32; 17],
     /// Index into `values` minus the first code of each length.
@@ -62,8 +81,8 @@ pub(crate) struct DecodeTable {
 impl DecodeTable {
     pub fn new(spec: &HuffSpec, is_ac: bool) -> Result<Self, FastPathError> {
         let codes = canonical_codes(spec)?;
-        let mut lookup = Box::new([0u16; 1 << FAST_BITS]);
-        let mut fast = Box::new([0i32; 1 << FAST_BITS]);
+        let mut lookup = [0u16; 1 << FAST_BITS];
+        let mut fast = [0i32; 1 << FAST_BITS];
         for (sym, &(code, len)) in codes.iter().enumerate() {
             let len = u32::from(len);
             if len == 0 || len > FAST_BITS {
@@ -106,13 +125,85 @@ impl DecodeTable {
             code = (code + n) << 1;
             k += n;
         }
-        Ok(DecodeTable {
+        let mut table = DecodeTable {
             lookup,
             fast,
+            walk: [0u16; 1 << WALK_BITS],
             maxcode,
             delta,
             values: spec.values.clone(),
-        })
+        };
+        if is_ac {
+            table.build_walk();
+        }
+        Ok(table)
+    }
+
+    /// Fills `walk`: the pack of a window is its first symbol followed by
+    /// the pack of the bits after it, so packs are built for windows of 0,
+    /// 1, … `WALK_BITS` bits in turn, each from a shorter one.
+    fn build_walk(&mut self) {
+        // `packs[(1 << a) + r]`: the pack of the `a`-bit window `r`.
+        let mut packs = vec![0u16; 2 << WALK_BITS];
+        for avail in 1..=WALK_BITS {
+            for window in 0..1u32 << avail {
+                let pack = match self.walk_step(window, avail) {
+                    None => 0,
+                    Some((used, need, true)) => need << WALK_NEED_SHIFT | WALK_EOB | used,
+                    Some((used, need, false)) => {
+                        let left = avail - u32::from(used);
+                        let rest = packs[(1 << left) + (window & ((1 << left) - 1)) as usize];
+                        let rest_need = rest >> WALK_NEED_SHIFT;
+                        if rest == 0 || need + rest_need > 64 {
+                            need << WALK_NEED_SHIFT | used
+                        } else {
+                            (need + rest_need) << WALK_NEED_SHIFT
+                                | (rest & WALK_EOB)
+                                | (used + (rest & 15))
+                        }
+                    }
+                };
+                packs[(1 << avail) + window as usize] = pack;
+            }
+        }
+        for (entry, &pack) in self.walk.iter_mut().zip(&packs[1 << WALK_BITS..]) {
+            // An empty pack needs more than any block has, so that one
+            // comparison sends it to the one-symbol path.
+            *entry = if pack == 0 { WALK_NONE } else { pack };
+        }
+    }
+
+    /// The first AC symbol held whole (code and value bits) in the `avail`
+    /// bits of `window`, as the walk takes it: bits used, how far it moves
+    /// the index (its run plus one, 16 for a ZRL, 1 for an end-of-block,
+    /// which must still be inside the block), whether it ends the block.
+    /// Values above 10 bits, which are corrupt, are left to the one-symbol
+    /// path.
+    fn walk_step(&self, window: u32, avail: u32) -> Option<(u16, u16, bool)> {
+        let (rs, len) = self.symbol_in(window, avail)?;
+        let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
+        let eob = size == 0 && run != 15;
+        if size > 10 || len + size > avail {
+            return None;
+        }
+        let need = if eob { 1 } else { run + 1 };
+        Some(((len + size) as u16, need as u16, eob))
+    }
+
+    /// The symbol whose code starts the last `avail` bits of `window`, and
+    /// its code length, when that code is at most `avail` (and `FAST_BITS`)
+    /// long. The bits after them are taken as zeros: a code that fits is
+    /// found whatever follows it.
+    fn symbol_in(&self, window: u32, avail: u32) -> Option<(u8, u32)> {
+        let rest = window & ((1 << avail) - 1);
+        let index = if avail >= FAST_BITS {
+            rest >> (avail - FAST_BITS)
+        } else {
+            rest << (FAST_BITS - avail)
+        };
+        let e = self.lookup[index as usize];
+        let len = u32::from(e >> 8);
+        (e != 0 && len <= avail).then_some((e as u8, len))
     }
 }
 
@@ -161,35 +252,56 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Makes sure more than 32 bits are buffered (fake zeros past the data).
     #[inline(always)]
     fn refill(&mut self) {
         if self.bits > 32 {
             return;
         }
-        if self.fake == 0 {
-            if let Some(b) = self.data.get(self.pos..self.pos + 8) {
-                let w = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-                if !has_ff_byte(w) {
-                    let n = (64 - self.bits) / 8;
-                    let add = if n == 8 {
-                        w
-                    } else {
-                        w & !(u64::MAX >> (8 * n))
-                    };
-                    self.buf |= add >> self.bits;
-                    self.bits += 8 * n;
-                    self.pos += n as usize;
-                    return;
-                }
-            }
+        if !self.refill_word() {
+            *self = self.refill_slow();
         }
-        *self = self.refill_slow();
+    }
+
+    /// Tops the buffer up to 56..=63 bits from the next eight bytes when
+    /// none of them is 0xFF (and no marker was seen); false otherwise.
+    ///
+    /// Without a branch on the bit count: the word is shifted in under the
+    /// buffered bits, the whole bytes among them are counted, and the part
+    /// of the next byte that also landed is that byte's own bits, which the
+    /// next refill writes again. `bits` stays below 64.
+    #[inline(always)]
+    fn refill_word(&mut self) -> bool {
+        if self.fake != 0 {
+            return false;
+        }
+        let Some(b) = self.data.get(self.pos..self.pos + 8) else {
+            return false;
+        };
+        let w = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        if has_ff_byte(w) {
+            return false;
+        }
+        self.buf |= w >> self.bits;
+        self.pos += ((63 - self.bits) >> 3) as usize;
+        self.bits |= 56;
+        true
+    }
+
+    /// The walk's refill: every step, so that its timing never depends on
+    /// the bits taken (no branch to mispredict); byte by byte only when
+    /// it must be.
+    #[inline(always)]
+    fn refill_always(&mut self) {
+        if !self.refill_word() && self.bits <= 32 {
+            *self = self.refill_slow();
+        }
     }
 
     #[cold]
     #[inline(never)]
     fn refill_slow(mut self) -> Self {
-        while self.bits <= 56 {
+        while self.bits <= 55 {
             let byte = if self.marker_hit || self.pos >= self.data.len() {
                 self.fake += 1;
                 0
@@ -254,7 +366,7 @@ impl<'a> BitReader<'a> {
 
     /// Decodes one block into `out` (zigzag order; `out` must be zero on entry
     /// when its values matter), updating the DC predictor.
-    #[inline(always)]
+    #[cfg(test)]
     pub fn decode_block(
         &mut self,
         dc: &DecodeTable,
@@ -262,22 +374,78 @@ impl<'a> BitReader<'a> {
         pred: &mut i32,
         out: &mut [i16; 64],
     ) -> Result<(), FastPathError> {
+        self.decode_block_here::<true>(dc, ac, pred, out)
+    }
+
+    /// Decodes `out.len() / plan.len()` MCUs into `out` (zero on entry), one
+    /// slot per block; `plan` gives each block's component, which indexes
+    /// `dc`, `ac` and `preds`. No restart marker may fall inside.
+    pub fn decode_mcus(
+        &mut self,
+        dc: &[Rc<DecodeTable>],
+        ac: &[Rc<DecodeTable>],
+        plan: &[usize],
+        preds: &mut [i32],
+        out: &mut [[i16; 64]],
+    ) -> Result<(), FastPathError> {
+        // A local copy whose fields stay in registers across blocks.
         let mut r = *self;
-        let mut p = *pred;
-        let result = r.decode_block_here(dc, ac, &mut p, out);
+        let mut result = Ok(());
+        'mcus: for mcu in out.chunks_exact_mut(plan.len()) {
+            for (&c, block) in plan.iter().zip(mcu) {
+                result = r.decode_block_here::<true>(&dc[c], &ac[c], &mut preds[c], block);
+                if result.is_err() {
+                    break 'mcus;
+                }
+            }
+        }
         *self = r;
-        *pred = p;
         result
     }
 
+    /// Steps over `mcus` MCUs keeping only the DC predictors: runs of AC
+    /// symbols are taken several at a time and their values never formed.
+    pub fn skip_mcus(
+        &mut self,
+        dc: &[Rc<DecodeTable>],
+        ac: &[Rc<DecodeTable>],
+        plan: &[usize],
+        preds: &mut [i32],
+        mcus: usize,
+    ) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let mut result = Ok(());
+        let mut scratch = [0i16; 64];
+        'mcus: for _ in 0..mcus {
+            for &c in plan {
+                result = r.decode_block_here::<false>(&dc[c], &ac[c], &mut preds[c], &mut scratch);
+                if result.is_err() {
+                    break 'mcus;
+                }
+            }
+        }
+        *self = r;
+        result
+    }
+
+    /// Decodes one block; with `STORE` false the AC values are not kept
+    /// (`out` gets only the DC).
     #[inline(always)]
-    fn decode_block_here(
+    fn decode_block_here<const STORE: bool>(
         &mut self,
         dc: &DecodeTable,
         ac: &DecodeTable,
         pred: &mut i32,
         out: &mut [i16; 64],
     ) -> Result<(), FastPathError> {
+        self.dc_here(dc, pred)?;
+        out[0] = *pred as i16;
+        self.ac_here::<STORE>(ac, out)
+    }
+
+    /// Decodes a DC difference into the predictor.
+    #[inline(always)]
+    fn dc_here(&mut self, dc: &DecodeTable, pred: &mut i32) -> Result<(), FastPathError> {
         self.refill();
         let e = dc.fast[(self.buf >> (64 - FAST_BITS)) as usize];
         if e != 0 {
@@ -293,8 +461,37 @@ impl<'a> BitReader<'a> {
         if !(-32768..=32767).contains(pred) {
             return Err(FastPathError::Corrupt("dc value out of range".into()));
         }
-        out[0] = *pred as i16;
+        Ok(())
+    }
+
+    /// Decodes the AC coefficients of a block into `out` (kept only when
+    /// `STORE`).
+    #[inline(always)]
+    fn ac_here<const STORE: bool>(
+        &mut self,
+        ac: &DecodeTable,
+        out: &mut [i16; 64],
+    ) -> Result<(), FastPathError> {
         let mut k = 1usize;
+        if !STORE {
+            self.refill();
+            let mut w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
+            // A pack is valid as long as every symbol in it starts inside
+            // the block; otherwise the one-symbol path below decides (and
+            // reports a corrupt run).
+            while k + usize::from(w >> WALK_NEED_SHIFT) <= 64 {
+                self.consume(u32::from(w & 15));
+                if w & WALK_EOB != 0 {
+                    return Ok(());
+                }
+                k += usize::from(w >> WALK_NEED_SHIFT);
+                // Looked up before the refill: at least 19 bits are still
+                // buffered and a refill only adds bits below them, so the
+                // lookup need not wait for it.
+                w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
+                self.refill_always();
+            }
+        }
         while k < 64 {
             self.refill();
             let e = ac.fast[(self.buf >> (64 - FAST_BITS)) as usize];
@@ -309,7 +506,9 @@ impl<'a> BitReader<'a> {
                         "ac coefficient past the block".into(),
                     ));
                 }
-                out[k] = (e >> 16) as i16;
+                if STORE {
+                    out[k] = (e >> 16) as i16;
+                }
                 k += 1;
                 continue;
             }
@@ -331,10 +530,41 @@ impl<'a> BitReader<'a> {
                     "ac coefficient past the block".into(),
                 ));
             }
-            out[k] = self.receive_extend(size) as i16;
+            let v = self.receive_extend(size) as i16;
+            if STORE {
+                out[k] = v;
+            }
             k += 1;
         }
         Ok(())
+    }
+
+    /// Decodes the DC difference of one block into `pred`.
+    pub fn decode_dc(&mut self, dc: &DecodeTable, pred: &mut i32) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let result = r.dc_here(dc, pred);
+        *self = r;
+        result
+    }
+
+    /// Decodes the AC coefficients of one block into `out` (zero on entry).
+    pub fn decode_ac(
+        &mut self,
+        ac: &DecodeTable,
+        out: &mut [i16; 64],
+    ) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let result = r.ac_here::<true>(ac, out);
+        *self = r;
+        result
+    }
+
+    /// Steps over the AC coefficients of one block.
+    pub fn skip_ac(&mut self, ac: &DecodeTable) -> Result<(), FastPathError> {
+        let mut r = *self;
+        let result = r.ac_here::<false>(ac, &mut [0; 64]);
+        *self = r;
+        result
     }
 
     /// Errs when the bits decoded so far ran past the real data (a truncated
@@ -487,16 +717,8 @@ impl BitWriter {
         self.out.extend_from_slice(&[0xFF, 0xD0 + (n & 7)]);
     }
 
-    /// Encodes one block (zigzag order) and updates the DC predictor.
-    pub fn encode_block(
-        &mut self,
-        dc: &EncodeTable,
-        ac: &EncodeTable,
-        pred: &mut i32,
-        block: &[i16; 64],
-    ) -> Result<(), MissingSymbol> {
-        let diff = i32::from(block[0]) - *pred;
-        *pred = i32::from(block[0]);
+    /// Encodes one DC difference.
+    pub fn encode_dc(&mut self, dc: &EncodeTable, diff: i32) -> Result<(), MissingSymbol> {
         let s = category(diff);
         if s > 11 {
             return Err(MissingSymbol);
@@ -509,6 +731,56 @@ impl BitWriter {
             u32::from(code) << s | value_bits(diff, s),
             u32::from(len) + s,
         );
+        Ok(())
+    }
+
+    /// Appends the entropy-coded bits of `data` from bit address `from` to
+    /// `to` (`byte * 8 + bit`, bits counted from the top of a data byte;
+    /// a stuffed 0x00 after a 0xFF is skipped). The stretch must lie inside
+    /// data the reader went through (no marker in it).
+    pub fn copy_bits(&mut self, data: &[u8], from: usize, to: usize) {
+        let (mut p, b) = (from / 8, (from % 8) as u32);
+        let (q, e) = (to / 8, (to % 8) as u32);
+        let next = |p: usize| p + 1 + usize::from(data[p] == 0xFF);
+        if p == q {
+            if e > b {
+                self.put(u32::from(data[p] >> (8 - e)) & ((1 << (e - b)) - 1), e - b);
+            }
+            return;
+        }
+        if b > 0 {
+            self.put(u32::from(data[p]) & ((1 << (8 - b)) - 1), 8 - b);
+            p = next(p);
+        }
+        while p < q {
+            if let Some(w) = data.get(p..p + 8).filter(|_| p + 8 <= q) {
+                let w = u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                if !has_ff_byte(w) {
+                    self.put((w >> 32) as u32, 32);
+                    self.put(w as u32, 32);
+                    p += 8;
+                    continue;
+                }
+            }
+            self.put(u32::from(data[p]), 8);
+            p = next(p);
+        }
+        if e > 0 {
+            self.put(u32::from(data[q] >> (8 - e)), e);
+        }
+    }
+
+    /// Encodes one block (zigzag order) and updates the DC predictor.
+    pub fn encode_block(
+        &mut self,
+        dc: &EncodeTable,
+        ac: &EncodeTable,
+        pred: &mut i32,
+        block: &[i16; 64],
+    ) -> Result<(), MissingSymbol> {
+        let diff = i32::from(block[0]) - *pred;
+        *pred = i32::from(block[0]);
+        self.encode_dc(dc, diff)?;
         // Visit only the non-zero coefficients.
         let mut nonzero = 0u64;
         for (k, &c) in block.iter().enumerate().skip(1) {
@@ -746,6 +1018,98 @@ mod tests {
         let (sdc, sac) = (optimal_table(&dc), optimal_table(&ac));
         assert!(sdc.counts.iter().map(|&c| usize::from(c)).sum::<usize>() == sdc.values.len());
         roundtrip(&blocks, &sdc, &sac);
+    }
+
+    #[test]
+    fn skipping_blocks_stops_where_decoding_them_does() {
+        let blocks = sample_blocks();
+        let (mut dc, mut ac) = (Frequencies::new(), Frequencies::new());
+        let mut pred = 0;
+        for b in &blocks {
+            count_block(&mut dc, &mut ac, &mut pred, b);
+        }
+        let (sdc, sac) = (optimal_table(&dc), optimal_table(&ac));
+        let (edc, eac) = (
+            EncodeTable::new(&sdc).unwrap(),
+            EncodeTable::new(&sac).unwrap(),
+        );
+        let mut w = BitWriter::new(Vec::new(), 0, 0);
+        let mut pred = 0;
+        for b in &blocks {
+            w.encode_block(&edc, &eac, &mut pred, b).unwrap();
+        }
+        w.pad();
+        w.out.extend_from_slice(&[0xFF, 0xD9]);
+        let ddc = vec![Rc::new(DecodeTable::new(&sdc, false).unwrap())];
+        let dac = vec![Rc::new(DecodeTable::new(&sac, true).unwrap())];
+        let (mut decoder, mut skipper) = (BitReader::new(&w.out, 0), BitReader::new(&w.out, 0));
+        let (mut decoded, mut skipped) = ([0], [0]);
+        for _ in &blocks {
+            let mut out = [[0i16; 64]];
+            decoder
+                .decode_mcus(&ddc, &dac, &[0], &mut decoded, &mut out)
+                .unwrap();
+            skipper
+                .skip_mcus(&ddc, &dac, &[0], &mut skipped, 1)
+                .unwrap();
+            assert_eq!(skipped, decoded);
+            assert_eq!(skipper.position().unwrap(), decoder.position().unwrap());
+        }
+    }
+
+    #[test]
+    fn copied_bits_are_the_source_bits_restuffed() {
+        // Data bytes with many 0xFF, stuffed as in a scan.
+        let mut x: u32 = 99;
+        let data: Vec<u8> = (0..200)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if (x >> 20).is_multiple_of(4) {
+                    0xFF
+                } else {
+                    (x >> 16) as u8
+                }
+            })
+            .collect();
+        let mut stuffed = Vec::new();
+        let mut at = Vec::new(); // stuffed offset of each data byte
+        for &b in &data {
+            at.push(stuffed.len());
+            stuffed.push(b);
+            if b == 0xFF {
+                stuffed.push(0);
+            }
+        }
+        at.push(stuffed.len());
+        let bit = |i: usize| (data[i / 8] >> (7 - i % 8)) & 1;
+        let addr = |i: usize| at[i / 8] * 8 + i % 8;
+        for (from, to) in [
+            (0, 1600),
+            (3, 5),
+            (3, 11),
+            (7, 8),
+            (13, 1021),
+            (64, 64),
+            (5, 1599),
+        ] {
+            let mut w = BitWriter::new(Vec::new(), 0, 0);
+            w.copy_bits(&stuffed, addr(from), addr(to));
+            w.pad();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < w.out.len() {
+                out.push(w.out[i]);
+                i += if w.out[i] == 0xFF { 2 } else { 1 };
+            }
+            for k in 0..to - from {
+                assert_eq!(
+                    (out[k / 8] >> (7 - k % 8)) & 1,
+                    bit(from + k),
+                    "{from}..{to} at {k}"
+                );
+            }
+            assert_eq!(out.len(), (to - from).div_ceil(8));
+        }
     }
 
     #[test]

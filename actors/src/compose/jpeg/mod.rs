@@ -9,14 +9,17 @@
 //!    at the restart marker before that MCU instead. Every byte before that
 //!    bit is copied; the bits of the seam byte that belong to earlier MCUs
 //!    are carried into the encoder, which stuffs 0xFF as needed.
-//! 3. The rest of the scan is decoded into coefficients. Each MCU under the
+//! 3. The MCUs under the mark are decoded into coefficients, the rest of the
+//!    scan only stepped over (noting where its bits lie). Each MCU under the
 //!    mark is decoded to pixels, blended with [`crate::compose::blend`] in
 //!    RGB, and only the blocks whose pixels changed are transformed and
 //!    quantised again with the image's own tables; every other block keeps
 //!    its coefficients.
-//! 4. The tail is entropy-coded with the image's tables, continuing the DC
-//!    predictors and the restart sequence. When those (optimised) tables lack
-//!    a symbol, the whole scan is re-encoded with fresh optimal tables — still
+//! 4. The tail is written with the image's tables, continuing the DC
+//!    predictors and the restart sequence: changed blocks are encoded, the
+//!    bits of the others copied (a DC difference encoded again where the
+//!    block before changed). When those (optimised) tables lack a symbol,
+//!    the whole scan is re-encoded with fresh optimal tables — still
 //!    lossless outside the mark.
 
 mod dct;
@@ -26,6 +29,7 @@ mod markers;
 use crate::compose::blend::{blend_channel, effective_alpha};
 use huffman::{BitReader, BitWriter, DecodeTable, EncodeTable, Frequencies};
 use markers::{Header, HuffSpec};
+use std::rc::Rc;
 
 /// Why the fast path did not produce an image.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,15 +131,18 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
     check_size(jpeg, &hdr, total * bpm)?;
 
     // Walk to the seam.
-    let (mut reader, mut preds) = scan.walk_to(jpeg, first)?;
+    let (reader, preds_at_seam) = scan.walk_to(jpeg, first)?;
     let (seam, seam_bits) = reader.position()?;
-    let preds_at_seam = preds.clone();
 
-    // Decode the tail.
-    let mut tail = vec![[0i16; 64]; (total - first) * bpm];
-    scan.decode(&mut reader, &mut preds, first, total, &mut tail)?;
-    reader.check_not_overrun()?;
-    let scan_end = reader.end_of_data();
+    // Go over the tail: the MCUs under the mark are decoded, the others
+    // only stepped over, noting where their bits lie.
+    let boxed = MarkBox {
+        mcus_per_row,
+        cols: (col0, col1),
+        rows: (row0, row1),
+    };
+    let mut tail = scan.tail(reader, preds_at_seam.clone(), first, total, &boxed)?;
+    let scan_end = tail.end;
     check_end_of_image(jpeg, scan_end)?;
 
     // Blend the MCUs under the mark.
@@ -143,13 +150,20 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
     let mut blender = Blender::new(&hdr, rect, *mark);
     for row in row0..=row1 {
         for col in col0..=col1 {
-            let t = row * mcus_per_row + col - first;
+            let t = boxed.index(row * mcus_per_row + col);
             let origin = (col * mcu_w, row * mcu_h);
-            blocks_changed += blender.stamp_mcu(&mut tail[t * bpm..(t + 1) * bpm], origin);
+            let range = t * bpm..(t + 1) * bpm;
+            let changed = blender.stamp_mcu(&mut tail.boxed[range.clone()], origin);
+            for (b, flag) in tail.changed[range].iter_mut().enumerate() {
+                *flag = changed & (1 << b) != 0;
+            }
+            blocks_changed += changed.count_ones() as usize;
         }
     }
 
-    // Entropy-code the tail after the copied bytes.
+    // Entropy-code the tail after the copied bytes: blocks that changed are
+    // encoded, the bits of the others copied (with their DC difference
+    // encoded again when the block before them changed).
     let mut out = Vec::with_capacity(jpeg.len() + 4096);
     out.extend_from_slice(&jpeg[..seam]);
     let prefix = if seam_bits > 0 {
@@ -158,9 +172,8 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
         0
     };
     let mut writer = BitWriter::new(out, prefix, seam_bits);
-    let mut preds = preds_at_seam;
     let tables = scan.encode_tables(&hdr)?;
-    match scan.encode(&mut writer, &tables, &mut preds, first, total, &tail) {
+    match tail.encode(jpeg, &mut writer, &tables, preds_at_seam.clone()) {
         Ok(()) => {
             writer.pad();
             let mut out = writer.out;
@@ -173,7 +186,20 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
             })
         }
         Err(huffman::MissingSymbol) => {
-            let jpeg = rebuild_with_optimal_tables(jpeg, &hdr, &scan, first, &tail, scan_end)?;
+            // Every coefficient of the tail is needed: decode it again and
+            // put the blended MCUs in.
+            let mut blocks = vec![[0i16; 64]; (total - first) * bpm];
+            let mut preds = preds_at_seam;
+            scan.decode(&mut reader.clone(), &mut preds, first, total, &mut blocks)?;
+            for row in row0..=row1 {
+                for col in col0..=col1 {
+                    let m = row * mcus_per_row + col;
+                    let t = boxed.index(m);
+                    blocks[(m - first) * bpm..(m - first + 1) * bpm]
+                        .copy_from_slice(&tail.boxed[t * bpm..(t + 1) * bpm]);
+                }
+            }
+            let jpeg = rebuild_with_optimal_tables(jpeg, &hdr, &scan, first, &blocks, scan_end)?;
             let copied_bytes = hdr.dht_ranges.first().map_or(hdr.sos_offset, |r| r.0);
             Ok(Stamped {
                 jpeg,
@@ -182,6 +208,170 @@ pub fn stamp(jpeg: &[u8], mark: &Mark<'_>) -> Result<Stamped, FastPathError> {
                 rebuilt_tables: true,
             })
         }
+    }
+}
+
+/// The MCUs the mark reaches: columns and rows, both inclusive.
+struct MarkBox {
+    mcus_per_row: usize,
+    cols: (usize, usize),
+    rows: (usize, usize),
+}
+
+impl MarkBox {
+    fn contains(&self, m: usize) -> bool {
+        let (row, col) = (m / self.mcus_per_row, m % self.mcus_per_row);
+        (self.rows.0..=self.rows.1).contains(&row) && (self.cols.0..=self.cols.1).contains(&col)
+    }
+
+    /// The place of MCU `m` (inside the box) among the box's MCUs.
+    fn index(&self, m: usize) -> usize {
+        let (row, col) = (m / self.mcus_per_row, m % self.mcus_per_row);
+        (row - self.rows.0) * (self.cols.1 - self.cols.0 + 1) + col - self.cols.0
+    }
+
+    /// The first MCU at or after `m` inside the box, or `None`.
+    fn next_from(&self, m: usize) -> Option<usize> {
+        let (row, col) = (m / self.mcus_per_row, m % self.mcus_per_row);
+        let at = |r: usize| r * self.mcus_per_row + self.cols.0;
+        if row < self.rows.0 {
+            Some(at(self.rows.0))
+        } else if row > self.rows.1 {
+            None
+        } else if col <= self.cols.1 {
+            Some(at(row).max(m))
+        } else if row < self.rows.1 {
+            Some(at(row + 1))
+        } else {
+            None
+        }
+    }
+}
+
+/// Where a stretch of the tail lies in the file: bit addresses
+/// (`byte * 8 + bit`, the byte being a data byte of the stuffed stream).
+type BitAddr = usize;
+
+fn bit_addr(reader: &BitReader<'_>) -> Result<BitAddr, FastPathError> {
+    let (byte, bit) = reader.position()?;
+    Ok(byte * 8 + bit as usize)
+}
+
+/// One piece of the tail, in scan order.
+enum Piece {
+    /// A block the encoder may have to touch: inside the box (its
+    /// coefficients are `Tail::boxed[slot]`), or just after it (its DC
+    /// difference may change).
+    Block {
+        comp: usize,
+        start: BitAddr,
+        dc_end: BitAddr,
+        end: BitAddr,
+        dc: i32,
+        slot: Option<usize>,
+    },
+    /// MCUs whose bits stay as they are; the DC predictors after them.
+    Run {
+        start: BitAddr,
+        end: BitAddr,
+        preds: [i32; 4],
+    },
+    /// A restart marker (its number) before the next piece.
+    Restart(u8),
+}
+
+/// The tail of the scan as the encoder needs it.
+struct Tail {
+    pieces: Vec<Piece>,
+    /// Coefficients of the box's MCUs, MCU by MCU (see [`MarkBox::index`]).
+    boxed: Vec<[i16; 64]>,
+    /// Which of them the mark changed.
+    changed: Vec<bool>,
+    /// Offset of the marker that ends the scan.
+    end: usize,
+}
+
+impl Tail {
+    /// Writes the tail: changed blocks encoded, the rest copied bit for bit
+    /// (DC difference encoded again when its predecessor's DC changed).
+    fn encode(
+        &self,
+        data: &[u8],
+        writer: &mut BitWriter,
+        tables: &EncodeTables,
+        mut preds: Vec<i32>,
+    ) -> Result<(), huffman::MissingSymbol> {
+        // The DC predictors of the input at the same place.
+        let mut kept = preds.clone();
+        let mut copy: Option<(BitAddr, BitAddr)> = None;
+        let flush = |writer: &mut BitWriter, copy: &mut Option<(BitAddr, BitAddr)>| {
+            if let Some((from, to)) = copy.take() {
+                writer.copy_bits(data, from, to);
+            }
+        };
+        let extend =
+            |writer: &mut BitWriter, copy: &mut Option<(BitAddr, BitAddr)>, from, to| match copy {
+                Some((_, end)) if *end == from => *end = to,
+                _ => {
+                    if let Some((a, b)) = copy.replace((from, to)) {
+                        writer.copy_bits(data, a, b);
+                    }
+                }
+            };
+        for piece in &self.pieces {
+            match *piece {
+                Piece::Block {
+                    comp,
+                    start,
+                    dc_end,
+                    end,
+                    dc,
+                    slot,
+                } => {
+                    match slot.filter(|&s| self.changed[s]) {
+                        Some(s) => {
+                            flush(writer, &mut copy);
+                            let block = &self.boxed[s];
+                            writer.encode_block(
+                                &tables.dc[comp],
+                                &tables.ac[comp],
+                                &mut preds[comp],
+                                block,
+                            )?;
+                        }
+                        None if preds[comp] == kept[comp] => {
+                            extend(writer, &mut copy, start, end);
+                            preds[comp] = dc;
+                        }
+                        None => {
+                            flush(writer, &mut copy);
+                            writer.encode_dc(&tables.dc[comp], dc - preds[comp])?;
+                            extend(writer, &mut copy, dc_end, end);
+                            preds[comp] = dc;
+                        }
+                    }
+                    kept[comp] = dc;
+                }
+                Piece::Run {
+                    start,
+                    end,
+                    preds: after,
+                } => {
+                    extend(writer, &mut copy, start, end);
+                    let n = preds.len();
+                    preds.copy_from_slice(&after[..n]);
+                    kept.copy_from_slice(&after[..n]);
+                }
+                Piece::Restart(n) => {
+                    flush(writer, &mut copy);
+                    writer.restart(n);
+                    preds.iter_mut().for_each(|p| *p = 0);
+                    kept.iter_mut().for_each(|p| *p = 0);
+                }
+            }
+        }
+        flush(writer, &mut copy);
+        Ok(())
     }
 }
 
@@ -246,7 +436,7 @@ impl Coefficients {
     /// rounded and clamped), for comparison with a decoder's output.
     pub fn block_samples(&self, i: usize) -> [u8; 64] {
         let (c, _) = self.block_area(i);
-        let s = dct::idct(&self.blocks[i], &self.quant[c]);
+        let s = dct::idct(&self.blocks[i], &dct::Quant::new(&self.quant[c]));
         std::array::from_fn(|k| dct::to_u8(s[k]))
     }
 }
@@ -303,8 +493,8 @@ struct Rect {
 
 /// The Huffman tables of a scan and the component of each block in an MCU.
 struct Scan {
-    dc: Vec<DecodeTable>,
-    ac: Vec<DecodeTable>,
+    dc: Vec<Rc<DecodeTable>>,
+    ac: Vec<Rc<DecodeTable>>,
     /// Component of each block of an MCU, in order.
     plan: Vec<usize>,
     restart_interval: usize,
@@ -327,9 +517,21 @@ impl Scan {
         let mut dc = Vec::new();
         let mut ac = Vec::new();
         let mut plan = Vec::new();
+        // Components sharing a table share its (costly to build) decoder.
+        let mut dc_slots: [Option<Rc<DecodeTable>>; 4] = Default::default();
+        let mut ac_slots: [Option<Rc<DecodeTable>>; 4] = Default::default();
         for (c, comp) in hdr.comps.iter().enumerate() {
-            dc.push(DecodeTable::new(spec(&hdr.dc[comp.td])?, false)?);
-            ac.push(DecodeTable::new(spec(&hdr.ac[comp.ta])?, true)?);
+            for (slots, specs, slot, is_ac, tables) in [
+                (&mut dc_slots, &hdr.dc, comp.td, false, &mut dc),
+                (&mut ac_slots, &hdr.ac, comp.ta, true, &mut ac),
+            ] {
+                let table = match &slots[slot] {
+                    Some(t) => Rc::clone(t),
+                    None => Rc::new(DecodeTable::new(spec(&specs[slot])?, is_ac)?),
+                };
+                slots[slot] = Some(Rc::clone(&table));
+                tables.push(table);
+            }
             let (h, v) = hdr.blocks_of(c);
             plan.extend(std::iter::repeat_n(c, h * v));
         }
@@ -374,13 +576,17 @@ impl Scan {
         };
         let mut reader = BitReader::new(data, start);
         let mut preds = vec![0; self.dc.len()];
-        let mut scratch = [[0i16; 64]; 1];
-        self.decode(&mut reader, &mut preds, from, target, &mut scratch)?;
+        for (m, n) in self.runs(from, target) {
+            if m > from {
+                self.restart(&mut reader, &mut preds, m)?;
+            }
+            reader.skip_mcus(&self.dc, &self.ac, &self.plan, &mut preds, n)?;
+        }
         Ok((reader, preds))
     }
 
-    /// Decodes MCUs `from..to` into `out` (one slot per block, or a single
-    /// scratch slot that is overwritten), crossing restart markers.
+    /// Decodes MCUs `from..to` into `out` (one slot per block), crossing
+    /// restart markers.
     fn decode(
         &self,
         reader: &mut BitReader<'_>,
@@ -389,19 +595,120 @@ impl Scan {
         to: usize,
         out: &mut [[i16; 64]],
     ) -> Result<(), FastPathError> {
-        let ri = self.restart_interval;
-        let store = out.len() > 1;
         let bpm = self.plan.len();
-        for m in from..to {
-            if ri > 0 && m > from && m % ri == 0 {
-                reader.restart(((m / ri - 1) % 8) as u8)?;
-                preds.iter_mut().for_each(|p| *p = 0);
+        for (m, n) in self.runs(from, to) {
+            if m > from {
+                self.restart(reader, preds, m)?;
             }
-            for (b, &c) in self.plan.iter().enumerate() {
-                let slot = if store { (m - from) * bpm + b } else { 0 };
-                reader.decode_block(&self.dc[c], &self.ac[c], &mut preds[c], &mut out[slot])?;
+            let slots = &mut out[(m - from) * bpm..(m - from + n) * bpm];
+            reader.decode_mcus(&self.dc, &self.ac, &self.plan, preds, slots)?;
+        }
+        Ok(())
+    }
+
+    /// Goes over MCUs `first..total` from `reader` (at MCU `first`, with
+    /// the DC predictors `preds`): the box's MCUs are decoded, the MCU after
+    /// each of them stepped over block by block, the others in runs.
+    fn tail(
+        &self,
+        mut reader: BitReader<'_>,
+        mut preds: Vec<i32>,
+        first: usize,
+        total: usize,
+        boxed: &MarkBox,
+    ) -> Result<Tail, FastPathError> {
+        let bpm = self.plan.len();
+        let box_mcus = (boxed.cols.1 - boxed.cols.0 + 1) * (boxed.rows.1 - boxed.rows.0 + 1);
+        let mut tail = Tail {
+            pieces: Vec::new(),
+            boxed: vec![[0i16; 64]; box_mcus * bpm],
+            changed: vec![false; box_mcus * bpm],
+            end: 0,
+        };
+        for (m0, n) in self.runs(first, total) {
+            if m0 > first {
+                let number = ((m0 / self.restart_interval - 1) % 8) as u8;
+                self.restart(&mut reader, &mut preds, m0)?;
+                tail.pieces.push(Piece::Restart(number));
+            }
+            let mut after_box = false;
+            let mut m = m0;
+            while m < m0 + n {
+                let inside = boxed.contains(m);
+                if inside || after_box {
+                    for (b, &c) in self.plan.iter().enumerate() {
+                        let start = bit_addr(&reader)?;
+                        let slot = inside.then(|| boxed.index(m) * bpm + b);
+                        reader.decode_dc(&self.dc[c], &mut preds[c])?;
+                        let dc_end = bit_addr(&reader)?;
+                        match slot {
+                            Some(s) => {
+                                let block = &mut tail.boxed[s];
+                                block[0] = preds[c] as i16;
+                                reader.decode_ac(&self.ac[c], block)?;
+                            }
+                            None => reader.skip_ac(&self.ac[c])?,
+                        }
+                        tail.pieces.push(Piece::Block {
+                            comp: c,
+                            start,
+                            dc_end,
+                            end: bit_addr(&reader)?,
+                            dc: preds[c],
+                            slot,
+                        });
+                    }
+                    after_box = inside;
+                    m += 1;
+                    continue;
+                }
+                // (`m` is outside the box, so the next box MCU lies after it.)
+                let upto = boxed
+                    .next_from(m)
+                    .map_or(m0 + n, |b| b.clamp(m + 1, m0 + n));
+                let start = bit_addr(&reader)?;
+                reader.skip_mcus(&self.dc, &self.ac, &self.plan, &mut preds, upto - m)?;
+                let mut after = [0; 4];
+                after[..preds.len()].copy_from_slice(&preds);
+                tail.pieces.push(Piece::Run {
+                    start,
+                    end: bit_addr(&reader)?,
+                    preds: after,
+                });
+                m = upto;
             }
         }
+        reader.check_not_overrun()?;
+        tail.end = reader.end_of_data();
+        Ok(tail)
+    }
+
+    /// MCUs `from..to` as runs `(first, count)` that no restart marker
+    /// interrupts.
+    fn runs(&self, from: usize, to: usize) -> impl Iterator<Item = (usize, usize)> {
+        let ri = self.restart_interval;
+        let mut m = from;
+        std::iter::from_fn(move || {
+            if m >= to {
+                return None;
+            }
+            let end = m.checked_div(ri).map_or(to, |i| (i + 1) * ri);
+            let run = (m, end.min(to) - m);
+            m = end.min(to);
+            Some(run)
+        })
+    }
+
+    /// Takes the restart marker before MCU `m` (a multiple of the interval)
+    /// and resets the DC predictors.
+    fn restart(
+        &self,
+        reader: &mut BitReader<'_>,
+        preds: &mut [i32],
+        m: usize,
+    ) -> Result<(), FastPathError> {
+        reader.restart(((m / self.restart_interval - 1) % 8) as u8)?;
+        preds.iter_mut().for_each(|p| *p = 0);
         Ok(())
     }
 
@@ -504,12 +811,16 @@ struct Blender<'m> {
     /// quantisation table.
     first: [usize; 3],
     dims: [(usize, usize); 3],
-    quant: [[u16; 64]; 3],
+    quant: [dct::Quant; 3],
     /// Per component: sample offset of each pixel column and row of the MCU.
     col: [Vec<usize>; 3],
     row: [Vec<usize>; 3],
-    /// Per component: how many pixels share a sample.
-    share: [f32; 3],
+    /// Per component: the block (index in the MCU) of each pixel row's
+    /// first column, and the block offset of each pixel column.
+    block_row: [Vec<usize>; 3],
+    block_col: [Vec<usize>; 3],
+    /// Per component: one over how many pixels share a sample.
+    inv_share: [f32; 3],
     /// Per component: the MCU's samples and their changes.
     planes: [Vec<f32>; 3],
     deltas: [Vec<f32>; 3],
@@ -529,10 +840,12 @@ impl<'m> Blender<'m> {
             n,
             first: [0; 3],
             dims: [(1, 1); 3],
-            quant: [[1; 64]; 3],
+            quant: [dct::Quant::new(&[1; 64]); 3],
             col: Default::default(),
             row: Default::default(),
-            share: [1.0; 3],
+            block_row: Default::default(),
+            block_col: Default::default(),
+            inv_share: [1.0; 3],
             planes: Default::default(),
             deltas: Default::default(),
         };
@@ -542,10 +855,12 @@ impl<'m> Blender<'m> {
             let (sx, sy) = (mcu_w / (8 * h), mcu_h / (8 * v));
             b.first[c] = first;
             b.dims[c] = (h, v);
-            b.quant[c] = hdr.qt[hdr.comps[c].tq].unwrap_or([1; 64]);
+            b.quant[c] = dct::Quant::new(&hdr.qt[hdr.comps[c].tq].unwrap_or([1; 64]));
             b.col[c] = (0..mcu_w).map(|x| x / sx).collect();
             b.row[c] = (0..mcu_h).map(|y| (y / sy) * 8 * h).collect();
-            b.share[c] = (sx * sy) as f32;
+            b.block_col[c] = (0..mcu_w).map(|x| x / sx / 8).collect();
+            b.block_row[c] = (0..mcu_h).map(|y| first + y / sy / 8 * h).collect();
+            b.inv_share[c] = 1.0 / (sx * sy) as f32;
             b.planes[c] = vec![0.0; 64 * h * v];
             b.deltas[c] = vec![0.0; 64 * h * v];
             first += h * v;
@@ -553,10 +868,10 @@ impl<'m> Blender<'m> {
         b
     }
 
-    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns how
-    /// many of its blocks changed.
-    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> usize {
-        let (n, mark) = (self.n, self.mark);
+    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns which
+    /// of its blocks changed (bit `i` for block `i`).
+    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> u16 {
+        let n = self.n;
         let px0 = self.rect.x0.max(ox);
         let py0 = self.rect.y0.max(oy);
         // A mark that reaches the right or bottom edge also covers the
@@ -595,31 +910,89 @@ impl<'m> Blender<'m> {
                 }
             }
         }
-        let mut touched = [false; 10];
+        if n == 3 {
+            self.blend_pixels::<3>((ox, oy), (px0, px1), (py0, py1));
+        } else {
+            self.blend_pixels::<1>((ox, oy), (px0, px1), (py0, py1));
+        }
+        // Quantise again the blocks holding a blended pixel.
+        let mut changed = 0;
+        for c in 0..n {
+            let (h, v) = self.dims[c];
+            for by in 0..v {
+                for bx in 0..h {
+                    let i = self.first[c] + by * h + bx;
+                    if !hit[i] {
+                        continue;
+                    }
+                    let mut s = [0f32; 64];
+                    let mut moved = false;
+                    for y in 0..8 {
+                        let at = (by * 8 + y) * 8 * h + bx * 8;
+                        let (p, d) = (&self.planes[c][at..at + 8], &self.deltas[c][at..at + 8]);
+                        for x in 0..8 {
+                            s[y * 8 + x] = p[x] + d[x];
+                            moved |= d[x] != 0.0;
+                        }
+                    }
+                    // A block without a blended pixel keeps its coefficients.
+                    if !moved {
+                        continue;
+                    }
+                    let coefs = dct::fdct_quantise(&s, &self.quant[c]);
+                    if coefs != blocks[i] {
+                        blocks[i] = coefs;
+                        changed |= 1 << i;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Blends the mark into the pixels `px0..px1` x `py0..py1` of the MCU at
+    /// `(ox, oy)` (`N` components), adding each sample's change to `deltas`.
+    fn blend_pixels<const N: usize>(
+        &mut self,
+        (ox, oy): (usize, usize),
+        (px0, px1): (usize, usize),
+        (py0, py1): (usize, usize),
+    ) {
+        let mark = self.mark;
         let mw = mark.width as usize;
+        let planes: [&[f32]; N] = std::array::from_fn(|c| &self.planes[c][..]);
+        let cols: [&[usize]; N] = std::array::from_fn(|c| &self.col[c][..]);
+        let mut deltas = self.deltas.iter_mut();
+        let deltas: [&mut [f32]; N] = std::array::from_fn(|_| match deltas.next() {
+            Some(d) => &mut d[..],
+            None => &mut [],
+        });
+        let inv_share = self.inv_share;
         for py in py0..py1 {
             let ey = py.min(self.height - 1);
             let (ly, ely) = (py - oy, ey - oy);
-            let mrow = (ey - mark.y as usize) * mw;
+            let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
+            let (mut own_row, mut old_row) = ([0usize; N], [0usize; N]);
+            for c in 0..N {
+                (own_row[c], old_row[c]) = (self.row[c][ly], self.row[c][ely]);
+            }
             for px in px0..px1 {
                 // Padding pixels take the blend of the edge pixel they copy.
                 let ex = px.min(self.width - 1);
-                let m = &mark.rgba[(mrow + ex - mark.x as usize) * 4..][..4];
+                let m = &mrow[(ex - mark.x as usize) * 4..][..4];
                 let alpha = effective_alpha(m[3], mark.opacity);
                 if alpha == 0 {
                     continue;
                 }
                 let (lx, elx) = (px - ox, ex - ox);
-                let mut idx = [0usize; 3];
-                let mut own = [0f32; 3];
-                let mut old = [0f32; 3];
-                for c in 0..n {
-                    idx[c] = self.row[c][ly] + self.col[c][lx];
-                    own[c] = self.planes[c][idx[c]];
-                    old[c] = self.planes[c][self.row[c][ely] + self.col[c][elx]];
+                let (mut idx, mut old) = ([0usize; N], [0f32; N]);
+                for c in 0..N {
+                    idx[c] = own_row[c] + cols[c][lx];
+                    old[c] = planes[c][old_row[c] + cols[c][elx]];
                 }
-                let new = if n == 3 {
-                    let rgb = dct::ycc_to_rgb(old[0], old[1], old[2]);
+                let new = if N == 3 {
+                    // (`% N` only to compile for N = 1, which never comes here.)
+                    let rgb = dct::ycc_to_rgb(old[0], old[1 % N], old[2 % N]);
                     dct::rgb_to_ycc([
                         blend_channel(rgb[0], m[0], alpha),
                         blend_channel(rgb[1], m[1], alpha),
@@ -634,41 +1007,11 @@ impl<'m> Blender<'m> {
                     ];
                     [dct::rgb_to_ycc(rgb)[0], 0.0, 0.0]
                 };
-                for c in 0..n {
-                    self.deltas[c][idx[c]] += (new[c] - own[c]) / self.share[c];
-                    let h = self.dims[c].0;
-                    let i = idx[c];
-                    let (bx, by) = ((i % (8 * h)) / 8, i / (64 * h));
-                    touched[self.first[c] + by * h + bx] = true;
+                for c in 0..N {
+                    deltas[c][idx[c]] += (new[c] - planes[c][idx[c]]) * inv_share[c];
                 }
             }
         }
-        // Quantise again the blocks holding a blended pixel.
-        let mut changed = 0;
-        for c in 0..n {
-            let (h, v) = self.dims[c];
-            for by in 0..v {
-                for bx in 0..h {
-                    let i = self.first[c] + by * h + bx;
-                    if !touched[i] || !hit[i] {
-                        continue;
-                    }
-                    let mut s = [0f32; 64];
-                    for y in 0..8 {
-                        let at = (by * 8 + y) * 8 * h + bx * 8;
-                        for x in 0..8 {
-                            s[y * 8 + x] = self.planes[c][at + x] + self.deltas[c][at + x];
-                        }
-                    }
-                    let coefs = dct::fdct_quantise(&s, &self.quant[c]);
-                    if coefs != blocks[i] {
-                        blocks[i] = coefs;
-                        changed += 1;
-                    }
-                }
-            }
-        }
-        changed
     }
 }
 
