@@ -196,7 +196,10 @@ mod tests {
         };
         let r = summarize(&args, 2.0, vec![a, b]);
         assert_eq!(r.summary.completed, 3);
-        assert_eq!(r.summary.errors, 4);
+        assert_eq!(
+            r.summary.errors, 5,
+            "four refused answers and one transport error"
+        );
         assert_eq!(r.summary.per_s, 1.5);
         assert_eq!(r.summary.p50_ms, 2.0);
         assert_eq!(r.summary.max_ms, 3.0);
