@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use diesel::prelude::*;
+use tasklet::testing::sent_notification;
 use tasklet_actors::store::models::{now_us, NewNotification, NewOddsChange};
 use tasklet_actors::store::schema::{notifications, odds_changes};
 use tasklet_actors::store::{DatabaseSettings, Store};
@@ -51,23 +52,9 @@ impl Rows {
     fn notifications(&mut self, n: usize) -> Arc<Vec<NewNotification>> {
         self.next += 1;
         let call = self.next;
-        let now = now_us();
         Arc::new(
             (0..n)
-                .map(|i| NewNotification {
-                    message_id: format!("{}-{call}-{i}", self.tag),
-                    transaction_id: format!("tx-{i}"),
-                    receiver: "bench-user".to_owned(),
-                    status: "completed".to_owned(),
-                    state: "sent".to_owned(),
-                    viber_status: Some(0),
-                    message_token: Some(i as i64),
-                    attempts: 1,
-                    error: None,
-                    enqueued_at_us: now,
-                    sent_at_us: Some(now),
-                    logged_at_us: now,
-                })
+                .map(|i| sent_notification(format!("{}-{call}-{i}", self.tag), i))
                 .collect(),
         )
     }

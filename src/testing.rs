@@ -166,3 +166,27 @@ impl TcpProxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// A notification row as the log writes it after a successful send:
+/// `message_id` as given, transaction `tx-{n}`, Viber message token `n`.
+/// Tests and the store benchmarks write these by the thousand.
+pub fn sent_notification(
+    message_id: String,
+    n: usize,
+) -> tasklet_actors::store::models::NewNotification {
+    let now = tasklet_actors::store::models::now_us();
+    tasklet_actors::store::models::NewNotification {
+        message_id,
+        transaction_id: format!("tx-{n}"),
+        receiver: "user".to_owned(),
+        status: "completed".to_owned(),
+        state: "sent".to_owned(),
+        viber_status: Some(0),
+        message_token: Some(n as i64),
+        attempts: 1,
+        error: None,
+        enqueued_at_us: now,
+        sent_at_us: Some(now),
+        logged_at_us: now,
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use diesel::prelude::*;
 use tasklet::topology::Topology;
-use tasklet_actors::store::models::{now_us, NewNotification};
+use tasklet_actors::store::models::NewNotification;
 use tasklet_actors::store::schema::notifications;
 use tasklet_actors::store::{BatchWriter, DatabaseSettings, Flush, Insert, Store, WriterSettings};
 
@@ -288,22 +288,11 @@ async fn stop_stages_flush_rows_sent_just_before() {
         })
     });
     for i in 0..25 {
-        let now = now_us();
         let _receipt = writer
-            .send(Insert(vec![NewNotification {
-                message_id: format!("m{i}"),
-                transaction_id: "t".into(),
-                receiver: "r".into(),
-                status: "completed".into(),
-                state: "sent".into(),
-                viber_status: None,
-                message_token: None,
-                attempts: 1,
-                error: None,
-                enqueued_at_us: now,
-                sent_at_us: None,
-                logged_at_us: now,
-            }]))
+            .send(Insert(vec![tasklet::testing::sent_notification(
+                format!("m{i}"),
+                i,
+            )]))
             .await
             .unwrap();
     }

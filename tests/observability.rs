@@ -19,7 +19,7 @@ use actix::Actor;
 use tasklet::config::{Config, Secrets};
 use tasklet::daemon::Daemon;
 use tasklet::sim::bookmaker::{Bookmaker, BookmakerArgs, Format};
-use tasklet_actors::store::models::{now_us, NewNotification};
+use tasklet_actors::store::models::NewNotification;
 use tasklet_actors::store::{BatchWriter, Flush, Insert};
 
 fn config(dir: &std::path::Path) -> Config {
@@ -316,22 +316,8 @@ async fn metrics_move_by_the_rows_written() {
 
     let writer =
         BatchWriter::<NewNotification>::new(daemon.store.clone(), Default::default()).start();
-    let now = now_us();
     let rows: Vec<_> = (0..25)
-        .map(|i| NewNotification {
-            message_id: format!("metrics-{i}"),
-            transaction_id: "t".into(),
-            receiver: "r".into(),
-            status: "completed".into(),
-            state: "sent".into(),
-            viber_status: Some(0),
-            message_token: None,
-            attempts: 1,
-            error: None,
-            enqueued_at_us: now,
-            sent_at_us: Some(now),
-            logged_at_us: now,
-        })
+        .map(|i| tasklet::testing::sent_notification(format!("metrics-{i}"), i))
         .collect();
     let receipt = writer.send(Insert(rows)).await.unwrap();
     writer.send(Flush).await.unwrap().await.unwrap();

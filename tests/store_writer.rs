@@ -8,28 +8,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use diesel::prelude::*;
 use tasklet::testing::{TcpProxy, TempPgDb};
-use tasklet_actors::store::models::{now_us, NewNotification};
+use tasklet_actors::store::models::NewNotification;
 use tasklet_actors::store::schema::notifications;
 use tasklet_actors::store::{
     BatchWriter, DatabaseSettings, Flush, FlushTrigger, GetStats, Insert, Store, WriterSettings,
 };
 
 fn row(tag: &str, i: usize) -> NewNotification {
-    let now = now_us();
-    NewNotification {
-        message_id: format!("{tag}-{i}"),
-        transaction_id: format!("tx-{i}"),
-        receiver: "user".into(),
-        status: "completed".into(),
-        state: "sent".into(),
-        viber_status: Some(0),
-        message_token: Some(i as i64),
-        attempts: 1,
-        error: None,
-        enqueued_at_us: now,
-        sent_at_us: Some(now),
-        logged_at_us: now,
-    }
+    tasklet::testing::sent_notification(format!("{tag}-{i}"), i)
 }
 
 async fn count(store: &Store) -> i64 {

@@ -6,7 +6,7 @@ use actix::Actor;
 use clap::Args;
 use diesel::prelude::*;
 use serde::Serialize;
-use tasklet_actors::store::models::{now_us, NewNotification};
+use tasklet_actors::store::models::NewNotification;
 use tasklet_actors::store::schema::notifications;
 use tasklet_actors::store::{BatchWriter, Flush, Insert, Store};
 
@@ -43,21 +43,7 @@ struct Run {
 }
 
 fn row(run: &str, i: usize) -> NewNotification {
-    let now = now_us();
-    NewNotification {
-        message_id: format!("{run}-{i}"),
-        transaction_id: format!("tx-{i}"),
-        receiver: "bench-user".to_owned(),
-        status: "completed".to_owned(),
-        state: "sent".to_owned(),
-        viber_status: Some(0),
-        message_token: Some(i as i64),
-        attempts: 1,
-        error: None,
-        enqueued_at_us: now,
-        sent_at_us: Some(now),
-        logged_at_us: now,
-    }
+    crate::testing::sent_notification(format!("{run}-{i}"), i)
 }
 
 pub async fn run(args: StoreBench, config: &Config) -> anyhow::Result<()> {

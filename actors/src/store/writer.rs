@@ -171,15 +171,15 @@ impl<R: BatchRow> BatchWriter<R> {
         let receipts = std::mem::take(&mut self.receipts);
         metrics::gauge!("tasklet_db_pending_rows", "table" => R::TABLE).set(0.0);
         match self.commits.clone().try_acquire_owned() {
-            Ok(permit) => self.commit(ctx, permit, rows, receipts, trigger),
+            Ok(permit) => self.commit(permit, rows, receipts, trigger),
             Err(_) => {
                 let commits = self.commits.clone();
                 ctx.wait(
                     async move { commits.acquire_owned().await }
                         .into_actor(self)
-                        .map(move |permit, act, ctx| {
+                        .map(move |permit, act, _| {
                             if let Ok(permit) = permit {
-                                act.commit(ctx, permit, rows, receipts, trigger);
+                                act.commit(permit, rows, receipts, trigger);
                             }
                         }),
                 );
@@ -192,7 +192,6 @@ impl<R: BatchRow> BatchWriter<R> {
     /// goes on while the actor waits for a commit slot.
     fn commit(
         &mut self,
-        _ctx: &mut Context<Self>,
         permit: OwnedSemaphorePermit,
         rows: Arc<Vec<R>>,
         receipts: Vec<oneshot::Sender<Committed>>,
