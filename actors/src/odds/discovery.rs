@@ -165,50 +165,36 @@ impl Discovery {
             .cloned()
             .collect();
         for id in &left {
-            match self.games.remove(id) {
-                Some(Watch::Polling { fetcher, .. }) => {
-                    let vanished = Vanished {
-                        game: GameKey {
-                            site: site.clone(),
-                            event: id.clone(),
-                        },
-                        observed_at_us: now_us(),
-                    };
-                    let to = self.outputs.vanished.clone();
-                    ctx.spawn(
-                        async move {
-                            let stop = fetcher.send(StopWatching { vanished: true });
-                            if observe::queued("Fetcher", stop).await.is_err() {
-                                // It stopped already (finished, its report
-                                // still on the way): record the removal here.
-                                if let Err(error) = observe::queued("Differ", to.send(vanished)).await {
-                                    warn!(pipeline = "odds", actor = "Discovery", %error, "differ unreachable");
-                                }
-                            }
+            let fetcher = match self.games.remove(id) {
+                Some(Watch::Polling { fetcher, .. }) => Some(fetcher),
+                Some(Watch::Finished) => None,
+                Some(Watch::Gone) | None => continue,
+            };
+            let vanished = Vanished {
+                game: GameKey {
+                    site: site.clone(),
+                    event: id.clone(),
+                },
+                observed_at_us: now_us(),
+            };
+            let to = self.outputs.vanished.clone();
+            ctx.spawn(
+                async move {
+                    if let Some(fetcher) = fetcher {
+                        let stop = fetcher.send(StopWatching { vanished: true });
+                        if observe::queued("Fetcher", stop).await.is_ok() {
+                            // The fetcher records the removal itself.
+                            return;
                         }
-                        .into_actor(self),
-                    );
+                        // It stopped already (finished, its report still on
+                        // the way): record the removal here.
+                    }
+                    if let Err(error) = observe::queued("Differ", to.send(vanished)).await {
+                        warn!(pipeline = "odds", actor = "Discovery", %error, "differ unreachable");
+                    }
                 }
-                Some(Watch::Finished) => {
-                    let vanished = Vanished {
-                        game: GameKey {
-                            site: site.clone(),
-                            event: id.clone(),
-                        },
-                        observed_at_us: now_us(),
-                    };
-                    let to = self.outputs.vanished.clone();
-                    ctx.spawn(
-                        async move {
-                            if let Err(error) = observe::queued("Differ", to.send(vanished)).await {
-                                warn!(pipeline = "odds", actor = "Discovery", %error, "differ unreachable");
-                            }
-                        }
-                        .into_actor(self),
-                    );
-                }
-                Some(Watch::Gone) | None => {}
-            }
+                .into_actor(self),
+            );
         }
         metrics::gauge!("tasklet_odds_games_watched", "site" => site.to_string())
             .set(self.games.len() as f64);

@@ -1007,15 +1007,20 @@ mod tests {
         blocks
     }
 
+    /// Optimal DC and AC tables for `blocks`, one component.
+    fn optimal_tables_for(blocks: &[[i16; 64]]) -> (HuffSpec, HuffSpec) {
+        let (mut dc, mut ac) = (Frequencies::new(), Frequencies::new());
+        let mut pred = 0;
+        for b in blocks {
+            count_block(&mut dc, &mut ac, &mut pred, b);
+        }
+        (optimal_table(&dc), optimal_table(&ac))
+    }
+
     #[test]
     fn optimal_tables_roundtrip_every_block() {
         let blocks = sample_blocks();
-        let (mut dc, mut ac) = (Frequencies::new(), Frequencies::new());
-        let mut pred = 0;
-        for b in &blocks {
-            count_block(&mut dc, &mut ac, &mut pred, b);
-        }
-        let (sdc, sac) = (optimal_table(&dc), optimal_table(&ac));
+        let (sdc, sac) = optimal_tables_for(&blocks);
         assert!(sdc.counts.iter().map(|&c| usize::from(c)).sum::<usize>() == sdc.values.len());
         roundtrip(&blocks, &sdc, &sac);
     }
@@ -1023,12 +1028,7 @@ mod tests {
     #[test]
     fn skipping_blocks_stops_where_decoding_them_does() {
         let blocks = sample_blocks();
-        let (mut dc, mut ac) = (Frequencies::new(), Frequencies::new());
-        let mut pred = 0;
-        for b in &blocks {
-            count_block(&mut dc, &mut ac, &mut pred, b);
-        }
-        let (sdc, sac) = (optimal_table(&dc), optimal_table(&ac));
+        let (sdc, sac) = optimal_tables_for(&blocks);
         let (edc, eac) = (
             EncodeTable::new(&sdc).unwrap(),
             EncodeTable::new(&sac).unwrap(),
