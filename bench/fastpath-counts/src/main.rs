@@ -5,7 +5,7 @@
 //! `fastpath-counts [iterations] [photo]`: one untimed stamp per photo,
 //! then `iterations` timed ones (CPU time of the thread), median and
 //! minimum printed. With `iterations` 0 it does the one stamp only, which
-//! is what to count instructions on.
+//! is what to count instructions on, and prints a digest of each output.
 
 #![allow(dead_code)]
 
@@ -24,6 +24,12 @@ fn thread_cpu_ns() -> u64 {
     // SAFETY: `ts` is a valid timespec the call writes into.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn main() {
@@ -46,8 +52,11 @@ fn main() {
         let jpeg = std::fs::read(data.join(format!("{name}_1980x1280.jpg"))).expect("the photo");
         let (x, y) = (1980 - mw - MARGIN, 1280 - mh - MARGIN);
         let stamp = || compose::jpeg::stamp_baseline(&jpeg, &mark, mw, mh, x, y, 255);
-        stamp().expect("the photo takes the fast path");
+        let out = stamp().expect("the photo takes the fast path");
         if iterations == 0 {
+            // A digest of the output, to check that a change to the codec
+            // keeps it byte for byte.
+            println!("{name}: {} bytes, fnv1a {:016x}", out.len(), fnv1a(&out));
             continue;
         }
         let mut ns: Vec<u64> = (0..iterations)
