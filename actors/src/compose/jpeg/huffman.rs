@@ -20,11 +20,14 @@ const FAST_BITS: u32 = 11;
 /// Width of the walk table, which packs several AC symbols per entry.
 const WALK_BITS: u32 = 13;
 
-/// In a `walk` entry: bits 0..4 the bits taken, bit 4 the pack ends with an
-/// end-of-block, bits 5.. how far the pack moves the coefficient index (plus
-/// one for an end-of-block, which needs the index still inside the block).
-const WALK_EOB: u16 = 1 << 4;
-const WALK_NEED_SHIFT: u16 = 5;
+/// In a `walk` entry: bits 0..6 the bits taken (so that a shift by the whole
+/// entry, which the hardware masks to six bits, is a shift by them), bit 6
+/// the pack ends with an end-of-block, bits 7.. how far the pack moves the
+/// coefficient index (plus one for an end-of-block, which needs the index
+/// still inside the block).
+const WALK_USED: u16 = (1 << 6) - 1;
+const WALK_EOB: u16 = 1 << 6;
+const WALK_NEED_SHIFT: u16 = 7;
 /// A `walk` entry for bits that do not hold one whole symbol.
 const WALK_NONE: u16 = 127 << WALK_NEED_SHIFT;
 
@@ -159,7 +162,7 @@ impl DecodeTable {
                         } else {
                             (need + rest_need) << WALK_NEED_SHIFT
                                 | (rest & WALK_EOB)
-                                | (used + (rest & 15))
+                                | (used + (rest & WALK_USED))
                         }
                     }
                 };
@@ -288,12 +291,12 @@ impl<'a> BitReader<'a> {
         true
     }
 
-    /// The walk's refill: every step, so that its timing never depends on
-    /// the bits taken (no branch to mispredict); byte by byte only when
-    /// it must be.
+    /// The walk's refill: at least 52 bits buffered afterwards, whatever
+    /// the bits taken before, so that three packs need no check between
+    /// them; byte by byte only when it must be.
     #[inline(always)]
-    fn refill_always(&mut self) {
-        if !self.refill_word() && self.bits <= 32 {
+    fn refill_walk(&mut self) {
+        if !self.refill_word() && self.bits < 52 {
             *self = self.refill_slow();
         }
     }
@@ -474,22 +477,30 @@ impl<'a> BitReader<'a> {
     ) -> Result<(), FastPathError> {
         let mut k = 1usize;
         if !STORE {
-            self.refill();
+            self.refill_walk();
             let mut w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
             // A pack is valid as long as every symbol in it starts inside
             // the block; otherwise the one-symbol path below decides (and
             // reports a corrupt run).
-            while k + usize::from(w >> WALK_NEED_SHIFT) <= 64 {
-                self.consume(u32::from(w & 15));
-                if w & WALK_EOB != 0 {
-                    return Ok(());
+            'walk: loop {
+                // Three packs per refill: each takes at most `WALK_BITS`
+                // bits, so the 52 a refill leaves cover three and the
+                // lookup after them.
+                for _ in 0..3 {
+                    if k + usize::from(w >> WALK_NEED_SHIFT) > 64 {
+                        break 'walk;
+                    }
+                    self.buf = self.buf.wrapping_shl(u32::from(w));
+                    self.bits -= u32::from(w & WALK_USED);
+                    if w & WALK_EOB != 0 {
+                        return Ok(());
+                    }
+                    k += usize::from(w >> WALK_NEED_SHIFT);
+                    w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
                 }
-                k += usize::from(w >> WALK_NEED_SHIFT);
-                // Looked up before the refill: at least 19 bits are still
-                // buffered and a refill only adds bits below them, so the
-                // lookup need not wait for it.
-                w = ac.walk[(self.buf >> (64 - WALK_BITS)) as usize];
-                self.refill_always();
+                // Looked up before the refill: a refill only adds bits
+                // below those buffered, so the lookup need not wait for it.
+                self.refill_walk();
             }
         }
         while k < 64 {
