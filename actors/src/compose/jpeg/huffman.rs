@@ -81,7 +81,42 @@ pub(crate) struct DecodeTable {
     values: Vec<u8>,
 }
 
+/// How many decoding tables a thread keeps for reuse.
+const CACHED_TABLES: usize = 8;
+
+thread_local! {
+    /// Decoding tables built lately on this thread, most recent first, with
+    /// the DHT table and class each was built from. Most photos carry the
+    /// example tables of the JPEG standard (libjpeg's defaults), and a
+    /// camera or encoder keeps its own from one photo to the next, so a
+    /// stamp seldom has to build one.
+    static RECENT_TABLES: std::cell::RefCell<Vec<(bool, HuffSpec, Rc<DecodeTable>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl DecodeTable {
+    /// The decoding table of `spec`, from this thread's recent tables when
+    /// one was built from the same table before (see `RECENT_TABLES`).
+    pub fn shared(spec: &HuffSpec, is_ac: bool) -> Result<Rc<Self>, FastPathError> {
+        RECENT_TABLES.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            let hit = recent
+                .iter()
+                .position(|(ac, s, _)| *ac == is_ac && s == spec);
+            let entry = match hit {
+                Some(i) => recent.remove(i),
+                None => {
+                    let table = Rc::new(DecodeTable::new(spec, is_ac)?);
+                    recent.truncate(CACHED_TABLES - 1);
+                    (is_ac, spec.clone(), table)
+                }
+            };
+            let table = Rc::clone(&entry.2);
+            recent.insert(0, entry);
+            Ok(table)
+        })
+    }
+
     pub fn new(spec: &HuffSpec, is_ac: bool) -> Result<Self, FastPathError> {
         let codes = canonical_codes(spec)?;
         let mut lookup = [0u16; 1 << FAST_BITS];
@@ -1034,6 +1069,26 @@ mod tests {
         let (sdc, sac) = optimal_tables_for(&blocks);
         assert!(sdc.counts.iter().map(|&c| usize::from(c)).sum::<usize>() == sdc.values.len());
         roundtrip(&blocks, &sdc, &sac);
+    }
+
+    #[test]
+    fn a_table_seen_lately_on_the_thread_is_built_once() {
+        let blocks = sample_blocks();
+        let (sdc, sac) = optimal_tables_for(&blocks);
+        let first = DecodeTable::shared(&sac, true).unwrap();
+        assert!(Rc::ptr_eq(&first, &DecodeTable::shared(&sac, true).unwrap()));
+        // The class is part of the key: the same DHT table read as DC
+        // decodes differently.
+        assert!(!Rc::ptr_eq(&first, &DecodeTable::shared(&sac, false).unwrap()));
+        assert!(!Rc::ptr_eq(&first, &DecodeTable::shared(&sdc, true).unwrap()));
+        // Once more tables than the thread keeps came after it, it is built
+        // anew.
+        for n in 0..CACHED_TABLES {
+            let mut other = sdc.clone();
+            other.values[0] = 200 + n as u8;
+            DecodeTable::shared(&other, false).unwrap();
+        }
+        assert!(!Rc::ptr_eq(&first, &DecodeTable::shared(&sac, true).unwrap()));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub(crate) struct Component {
 }
 
 /// A Huffman table as stored in a DHT segment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HuffSpec {
     pub counts: [u8; 16],
     pub values: Vec<u8>,

@@ -517,7 +517,8 @@ impl Scan {
         let mut dc = Vec::new();
         let mut ac = Vec::new();
         let mut plan = Vec::new();
-        // Components sharing a table share its (costly to build) decoder.
+        // Components sharing a table share its (costly to build) decoder,
+        // and so do stamps on this thread that bring the same table.
         let mut dc_slots: [Option<Rc<DecodeTable>>; 4] = Default::default();
         let mut ac_slots: [Option<Rc<DecodeTable>>; 4] = Default::default();
         for (c, comp) in hdr.comps.iter().enumerate() {
@@ -527,7 +528,7 @@ impl Scan {
             ] {
                 let table = match &slots[slot] {
                     Some(t) => Rc::clone(t),
-                    None => Rc::new(DecodeTable::new(spec(&specs[slot])?, is_ac)?),
+                    None => DecodeTable::shared(spec(&specs[slot])?, is_ac)?,
                 };
                 slots[slot] = Some(Rc::clone(&table));
                 tables.push(table);
