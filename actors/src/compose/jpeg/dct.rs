@@ -236,10 +236,21 @@ pub(crate) fn rgb_to_ycc(p: [u8; 3]) -> [f32; 3] {
     ]
 }
 
-#[inline]
+/// `v` rounded (halves up) and clamped to 0..=255, NaN to 0: what
+/// `(v.clamp(0.0, 255.0) + 0.5) as u8` gives, in steps that vectorise
+/// (unlike `as`, see [`round_clamped`]).
+#[inline(always)]
 pub(crate) fn to_u8(v: f32) -> u8 {
-    // Clamped first, so truncating v + 0.5 rounds half up.
-    (v.clamp(0.0, 255.0) + 0.5) as u8
+    const MAGIC: f32 = 12_582_912.0;
+    // Clamped first (`max` takes NaN to 0), so that truncating v + 0.5
+    // rounds half up. Adding 1.5 * 2^23 rounds v + 0.5 to the nearest
+    // integer (the sum lies in 2^23..2^24, where the floats are the
+    // integers), which ends up in the low bits of `r`; one less where that
+    // rounded up.
+    let v = v.max(0.0).min(255.0) + 0.5;
+    let r = v + MAGIC;
+    let nearest = r.to_bits() as i32 - MAGIC.to_bits() as i32;
+    (nearest - i32::from(r - MAGIC > v)) as u8
 }
 
 #[cfg(test)]
@@ -317,6 +328,33 @@ mod tests {
                 // Rounding the coefficients moves a sample by well under 2.
                 assert!((a - b).abs() < 2.0, "{a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn to_u8_truncates_like_a_cast() {
+        let cast = |v: f32| (v.clamp(0.0, 255.0) + 0.5) as u8;
+        // Every value from below 0.5 (which gives 0, as everything under
+        // it) to above 255.5 (which gives 255, as everything over it).
+        let (from, to) = (0.25f32.to_bits(), 256.5f32.to_bits());
+        for bits in from..=to {
+            let v = f32::from_bits(bits);
+            assert_eq!(to_u8(v), cast(v), "{v}");
+        }
+        // And a sweep over all the others, signs, infinities and NaN.
+        for bits in (0..=u32::MAX).step_by(997).chain([0x8000_0000, u32::MAX]) {
+            let v = f32::from_bits(bits);
+            assert_eq!(to_u8(v), cast(v), "{v}");
+        }
+        for v in [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            1e30,
+            -1e30,
+        ] {
+            assert_eq!(to_u8(v), cast(v), "{v}");
         }
     }
 
