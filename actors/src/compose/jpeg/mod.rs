@@ -484,6 +484,7 @@ fn check_size(jpeg: &[u8], hdr: &Header, blocks: usize) -> Result<(), FastPathEr
     Ok(())
 }
 
+#[derive(Clone, Copy)]
 struct Rect {
     x0: usize,
     y0: usize,
@@ -868,10 +869,9 @@ impl<'m> Blender<'m> {
         b
     }
 
-    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns which
-    /// of its blocks changed (bit `i` for block `i`).
-    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> u16 {
-        let n = self.n;
+    /// The pixels of the MCU at `(ox, oy)` under the mark: columns
+    /// `px0..px1` and rows `py0..py1`.
+    fn pixels_under_mark(&self, (ox, oy): (usize, usize)) -> ((usize, usize), (usize, usize)) {
         let px0 = self.rect.x0.max(ox);
         let py0 = self.rect.y0.max(oy);
         // A mark that reaches the right or bottom edge also covers the
@@ -888,6 +888,14 @@ impl<'m> Blender<'m> {
         } else {
             self.rect.y1.min(oy + self.mcu_h)
         };
+        ((px0, px1), (py0, py1))
+    }
+
+    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns which
+    /// of its blocks changed (bit `i` for block `i`).
+    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> u16 {
+        let n = self.n;
+        let ((px0, px1), (py0, py1)) = self.pixels_under_mark((ox, oy));
         // Decode the blocks the mark reaches.
         let mut hit = [false; 10];
         for c in 0..n {
@@ -1099,4 +1107,130 @@ fn rebuild_with_optimal_tables(
     let mut out = writer.out;
     out.extend_from_slice(&jpeg[scan_end..]);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::blend::{blend_channel, effective_alpha};
+
+    /// The blend one pixel at a time: the reference that
+    /// [`Blender::blend_pixels`] must match to the bit.
+    fn blend_one_by_one<const N: usize>(
+        b: &mut Blender<'_>,
+        (ox, oy): (usize, usize),
+        (px0, px1): (usize, usize),
+        (py0, py1): (usize, usize),
+    ) {
+        let mark = b.mark;
+        let mw = mark.width as usize;
+        for py in py0..py1 {
+            let ey = py.min(b.height - 1);
+            let (ly, ely) = (py - oy, ey - oy);
+            let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
+            for px in px0..px1 {
+                let ex = px.min(b.width - 1);
+                let m = &mrow[(ex - mark.x as usize) * 4..][..4];
+                let alpha = effective_alpha(m[3], mark.opacity);
+                if alpha == 0 {
+                    continue;
+                }
+                let (lx, elx) = (px - ox, ex - ox);
+                let (mut idx, mut old) = ([0usize; N], [0f32; N]);
+                for c in 0..N {
+                    idx[c] = b.row[c][ly] + b.col[c][lx];
+                    old[c] = b.planes[c][b.row[c][ely] + b.col[c][elx]];
+                }
+                let rgb = if N == 3 {
+                    dct::ycc_to_rgb(old[0], old[1 % N], old[2 % N])
+                } else {
+                    [dct::to_u8(old[0]); 3]
+                };
+                let new = dct::rgb_to_ycc([
+                    blend_channel(rgb[0], m[0], alpha),
+                    blend_channel(rgb[1], m[1], alpha),
+                    blend_channel(rgb[2], m[2], alpha),
+                ]);
+                for c in 0..N {
+                    let change = (new[c] - b.planes[c][idx[c]]) * b.inv_share[c];
+                    b.deltas[c][idx[c]] += change;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_blend_exactly_as_one_pixel_at_a_time() {
+        // 4:2:0, 4:2:2, 4:4:4 and grayscale, sizes that leave padding.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jpeg");
+        let mut seed: u32 = 0x5eed;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) as usize % n.max(1)
+        };
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let jpeg = std::fs::read(entry.unwrap().path()).unwrap();
+            let hdr = markers::parse(&jpeg).unwrap();
+            let (w, h) = (hdr.width, hdr.height);
+            let (mcu_w, mcu_h) = hdr.mcu_size();
+            for _ in 0..12 {
+                // Often reaching the right or bottom edge, at any offset.
+                let (mw, mh) = (1 + next(w), 1 + next(h));
+                let x = if next(2) == 0 { w - mw } else { next(w) };
+                let y = if next(2) == 0 { h - mh } else { next(h) };
+                let rgba: Vec<u8> = (0..mw * mh * 4)
+                    .map(|i| match (i % 4, next(4)) {
+                        (3, 0) => 0,
+                        _ => next(256) as u8,
+                    })
+                    .collect();
+                let mark = Mark {
+                    rgba: &rgba,
+                    width: mw as u32,
+                    height: mh as u32,
+                    x: x as u32,
+                    y: y as u32,
+                    opacity: [255, next(256) as u8][next(2)],
+                };
+                let rect = Rect {
+                    x0: x,
+                    y0: y,
+                    x1: (x + mw).min(w),
+                    y1: (y + mh).min(h),
+                };
+                let mut lanes = Blender::new(&hdr, rect, mark);
+                let mut one = Blender::new(&hdr, rect, mark);
+                for row in y / mcu_h..=(rect.y1 - 1) / mcu_h {
+                    for col in x / mcu_w..=(rect.x1 - 1) / mcu_w {
+                        let origin = (col * mcu_w, row * mcu_h);
+                        // Samples a little past the range, as an IDCT leaves them.
+                        for c in 0..lanes.n {
+                            for (a, b) in lanes.planes[c].iter_mut().zip(&mut one.planes[c]) {
+                                *a = next(32_000) as f32 / 100.0 - 30.0;
+                                *b = *a;
+                            }
+                            lanes.deltas[c].fill(0.0);
+                            one.deltas[c].fill(0.0);
+                        }
+                        let (xs, ys) = lanes.pixels_under_mark(origin);
+                        if lanes.n == 3 {
+                            lanes.blend_pixels::<3>(origin, xs, ys);
+                            blend_one_by_one::<3>(&mut one, origin, xs, ys);
+                        } else {
+                            lanes.blend_pixels::<1>(origin, xs, ys);
+                            blend_one_by_one::<1>(&mut one, origin, xs, ys);
+                        }
+                        for c in 0..lanes.n {
+                            let bits =
+                                |d: &[f32]| d.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(bits(&lanes.deltas[c]), bits(&one.deltas[c]));
+                        }
+                    }
+                }
+            }
+            files += 1;
+        }
+        assert!(files >= 8);
+    }
 }
