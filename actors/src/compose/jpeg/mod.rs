@@ -1019,6 +1019,13 @@ impl<'m> Blender<'m> {
                 if alpha.iter().all(|&a| a == 0) {
                     continue;
                 }
+                // A transparent lane changes nothing: its change times 0.0
+                // is a zero, which leaves a sum as it is (the sums start at
+                // +0.0, so they are never -0.0).
+                let mut keep = [0f32; LANES];
+                for (k, &a) in keep.iter_mut().zip(&alpha) {
+                    *k = if a == 0 { 0.0 } else { 1.0 };
+                }
                 // The old samples the lanes show (for padding, those of the
                 // edge pixel), and those of their own places.
                 let mut old = [[0f32; LANES]; N];
@@ -1050,12 +1057,9 @@ impl<'m> Blender<'m> {
                     &old
                 };
                 for c in 0..N {
-                    // A transparent lane changes nothing: its change is
-                    // masked to +0.0, which leaves a sum as it is.
                     let mut change = [0f32; LANES];
                     for i in 0..LANES {
-                        let d = (new[c][i] - own[c][i]) * inv_share[c];
-                        change[i] = if alpha[i] == 0 { 0.0 } else { d };
+                        change[i] = (new[c][i] - own[c][i]) * inv_share[c] * keep[i];
                     }
                     let cols = &cols[c][lx..lx + n];
                     let at = rows[c][ly] + cols[0];
