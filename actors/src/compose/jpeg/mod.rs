@@ -965,10 +965,11 @@ impl<'m> Blender<'m> {
     /// Blends the mark into the pixels `px0..px1` x `py0..py1` of the MCU at
     /// `(ox, oy)` (`N` components), adding each sample's change to `deltas`.
     ///
-    /// A pixel row is taken [`LANES`] pixels at a time: the old samples are
-    /// gathered into arrays, converted, blended and converted back in loops
-    /// over the lanes (which the compiler vectorises), and the changes then
-    /// added to `deltas` in pixel order, as one pixel at a time would.
+    /// The pixels are taken in runs of up to [`LANES`] along a row, each
+    /// run down all the rows: the old samples of a run are gathered into
+    /// arrays, converted, blended and converted back in loops over the lanes
+    /// (which the compiler vectorises), and the changes then added to
+    /// `deltas` in the order one pixel at a time would add them.
     fn blend_pixels<const N: usize>(
         &mut self,
         (ox, oy): (usize, usize),
@@ -987,16 +988,29 @@ impl<'m> Blender<'m> {
             None => &mut [],
         });
         let (share_x, inv_share) = (self.share_x, self.inv_share);
-        for py in py0..py1 {
-            let ey = py.min(self.height - 1);
-            let (ly, ely) = (py - oy, ey - oy);
-            let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
-            for x0 in (px0..px1).step_by(LANES) {
-                let n = (px1 - x0).min(LANES);
-                let lx = x0 - ox;
+        // Runs of at most LANES pixels, cut at multiples of `step` from the
+        // MCU's left edge: a multiple of every component's share of columns
+        // (all divide mcu_w / 8), so that no sample has pixels in two runs.
+        // Taking the runs one after the other, each down all the rows, then
+        // adds to every sample in the same order as going row by row.
+        let step = LANES - LANES % (self.mcu_w / 8);
+        let mut x0 = px0;
+        while x0 < px1 {
+            let x1 = px1.min(ox + ((x0 - ox) / step + 1) * step);
+            let (n, lx) = (x1 - x0, x0 - ox);
+            // The lanes' sample columns, the same in every row.
+            let lane_cols: [&[usize]; N] = std::array::from_fn(|c| &cols[c][lx..x1 - ox]);
+            let spans: [std::ops::Range<usize>; N] = std::array::from_fn(|c| {
+                let cols = lane_cols[c];
+                cols[0]..cols[n - 1] + 1
+            });
+            for py in py0..py1 {
+                let ey = py.min(self.height - 1);
+                let (ly, ely) = (py - oy, ey - oy);
+                let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
                 // Padding pixels take the blend of the edge pixel they copy:
                 // its mark pixel and its old samples.
-                let padding = x0 + n > self.width || ey != py;
+                let padding = x1 > self.width || ey != py;
                 let mut rgba = [0u32; LANES];
                 if padding {
                     for (i, p) in rgba[..n].iter_mut().enumerate() {
@@ -1014,7 +1028,7 @@ impl<'m> Blender<'m> {
                         *p = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
                     }
                 }
-                // Lanes past the row keep alpha 0.
+                // Lanes past the run keep alpha 0.
                 let alpha = lanes_alpha(&rgba, mark.opacity);
                 if alpha.iter().all(|&a| a == 0) {
                     continue;
@@ -1036,10 +1050,13 @@ impl<'m> Blender<'m> {
                             *s = planes[c][row + cols[c][(x0 + i).min(last) - ox]];
                         }
                     } else {
-                        let cols = &cols[c][lx..lx + n];
-                        let at = rows[c][ly] + cols[0];
-                        let samples = &planes[c][at..=at + cols[n - 1] - cols[0]];
-                        spread(&mut old[c], samples, cols, share_x[c]);
+                        let row = &planes[c][rows[c][ly]..];
+                        spread(
+                            &mut old[c],
+                            &row[spans[c].clone()],
+                            lane_cols[c],
+                            share_x[c],
+                        );
                     }
                 }
                 let new = blend_lanes::<N>(&old, &rgba, &alpha);
@@ -1047,8 +1064,8 @@ impl<'m> Blender<'m> {
                 let own = if padding {
                     let mut own = [[0f32; LANES]; N];
                     for c in 0..N {
-                        for (i, s) in own[c][..n].iter_mut().enumerate() {
-                            *s = planes[c][rows[c][ly] + cols[c][lx + i]];
+                        for (s, &col) in own[c].iter_mut().zip(lane_cols[c]) {
+                            *s = planes[c][rows[c][ly] + col];
                         }
                     }
                     padded = own;
@@ -1061,12 +1078,12 @@ impl<'m> Blender<'m> {
                     for i in 0..LANES {
                         change[i] = (new[c][i] - own[c][i]) * inv_share[c] * keep[i];
                     }
-                    let cols = &cols[c][lx..lx + n];
-                    let at = rows[c][ly] + cols[0];
-                    let deltas = &mut deltas[c][at..=at + cols[n - 1] - cols[0]];
-                    accumulate(deltas, &change, cols, share_x[c]);
+                    let row = &mut deltas[c][rows[c][ly]..];
+                    let deltas = &mut row[spans[c].clone()];
+                    accumulate(deltas, &change, lane_cols[c], share_x[c]);
                 }
             }
+            x0 = x1;
         }
     }
 }
@@ -1312,7 +1329,7 @@ mod tests {
 
     #[test]
     fn lanes_blend_exactly_as_one_pixel_at_a_time() {
-        // 4:2:0, 4:2:2, 4:4:4 and grayscale, sizes that leave padding.
+        // 4:2:0, 4:2:2, 4:4:4 and grayscale, with sizes that leave padding.
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jpeg");
         let mut seed: u32 = 0x5eed;
         let mut next = |n: usize| {
@@ -1322,60 +1339,82 @@ mod tests {
         let mut files = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let jpeg = std::fs::read(entry.unwrap().path()).unwrap();
-            let hdr = markers::parse(&jpeg).unwrap();
-            let (w, h) = (hdr.width, hdr.height);
-            let (mcu_w, mcu_h) = hdr.mcu_size();
-            for _ in 0..12 {
-                // Often reaching the right or bottom edge, at any offset.
-                let (mw, mh) = (1 + next(w), 1 + next(h));
-                let x = if next(2) == 0 { w - mw } else { next(w) };
-                let y = if next(2) == 0 { h - mh } else { next(h) };
-                let rgba: Vec<u8> = (0..mw * mh * 4)
-                    .map(|i| match (i % 4, next(4)) {
-                        (3, 0) => 0,
-                        _ => next(256) as u8,
-                    })
-                    .collect();
-                let mark = Mark {
-                    rgba: &rgba,
-                    width: mw as u32,
-                    height: mh as u32,
-                    x: x as u32,
-                    y: y as u32,
-                    opacity: [255, next(256) as u8][next(2)],
-                };
-                let rect = Rect {
-                    x0: x,
-                    y0: y,
-                    x1: (x + mw).min(w),
-                    y1: (y + mh).min(h),
-                };
-                let mut lanes = Blender::new(&hdr, rect, mark);
-                let mut one = Blender::new(&hdr, rect, mark);
-                for row in y / mcu_h..=(rect.y1 - 1) / mcu_h {
-                    for col in x / mcu_w..=(rect.x1 - 1) / mcu_w {
-                        let origin = (col * mcu_w, row * mcu_h);
-                        // Samples a little past the range, as an IDCT leaves them.
-                        for c in 0..lanes.n {
-                            for (a, b) in lanes.planes[c].iter_mut().zip(&mut one.planes[c]) {
-                                *a = next(32_000) as f32 / 100.0 - 30.0;
-                                *b = *a;
+            // The file's own sampling and, in colour, wider MCUs whose rows
+            // the blend takes in more than one run (one with three columns
+            // to a chroma sample, which a run of 16 would split).
+            let samplings = [
+                None,
+                Some([(4, 1), (2, 1), (2, 1)]),
+                Some([(3, 2), (1, 1), (1, 1)]),
+                Some([(4, 2), (1, 1), (1, 1)]),
+                Some([(1, 1), (2, 2), (1, 1)]),
+            ];
+            for sampling in samplings {
+                let mut hdr = markers::parse(&jpeg).unwrap();
+                if let Some(factors) = sampling {
+                    if hdr.comps.len() == 1 {
+                        continue;
+                    }
+                    for (comp, (h, v)) in hdr.comps.iter_mut().zip(factors) {
+                        (comp.h, comp.v) = (h, v);
+                    }
+                    hdr.hmax = factors.iter().map(|f| f.0).max().unwrap();
+                    hdr.vmax = factors.iter().map(|f| f.1).max().unwrap();
+                }
+                let (w, h) = (hdr.width, hdr.height);
+                let (mcu_w, mcu_h) = hdr.mcu_size();
+                for _ in 0..12 {
+                    // Often reaching the right or bottom edge, at any offset.
+                    let (mw, mh) = (1 + next(w), 1 + next(h));
+                    let x = if next(2) == 0 { w - mw } else { next(w) };
+                    let y = if next(2) == 0 { h - mh } else { next(h) };
+                    let rgba: Vec<u8> = (0..mw * mh * 4)
+                        .map(|i| match (i % 4, next(4)) {
+                            (3, 0) => 0,
+                            _ => next(256) as u8,
+                        })
+                        .collect();
+                    let mark = Mark {
+                        rgba: &rgba,
+                        width: mw as u32,
+                        height: mh as u32,
+                        x: x as u32,
+                        y: y as u32,
+                        opacity: [255, next(256) as u8][next(2)],
+                    };
+                    let rect = Rect {
+                        x0: x,
+                        y0: y,
+                        x1: (x + mw).min(w),
+                        y1: (y + mh).min(h),
+                    };
+                    let mut lanes = Blender::new(&hdr, rect, mark);
+                    let mut one = Blender::new(&hdr, rect, mark);
+                    for row in y / mcu_h..=(rect.y1 - 1) / mcu_h {
+                        for col in x / mcu_w..=(rect.x1 - 1) / mcu_w {
+                            let origin = (col * mcu_w, row * mcu_h);
+                            // Samples a little past the range, as an IDCT leaves them.
+                            for c in 0..lanes.n {
+                                for (a, b) in lanes.planes[c].iter_mut().zip(&mut one.planes[c]) {
+                                    *a = next(32_000) as f32 / 100.0 - 30.0;
+                                    *b = *a;
+                                }
+                                lanes.deltas[c].fill(0.0);
+                                one.deltas[c].fill(0.0);
                             }
-                            lanes.deltas[c].fill(0.0);
-                            one.deltas[c].fill(0.0);
-                        }
-                        let (xs, ys) = lanes.pixels_under_mark(origin);
-                        if lanes.n == 3 {
-                            lanes.blend_pixels::<3>(origin, xs, ys);
-                            blend_one_by_one::<3>(&mut one, origin, xs, ys);
-                        } else {
-                            lanes.blend_pixels::<1>(origin, xs, ys);
-                            blend_one_by_one::<1>(&mut one, origin, xs, ys);
-                        }
-                        for c in 0..lanes.n {
-                            let bits =
-                                |d: &[f32]| d.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                            assert_eq!(bits(&lanes.deltas[c]), bits(&one.deltas[c]));
+                            let (xs, ys) = lanes.pixels_under_mark(origin);
+                            if lanes.n == 3 {
+                                lanes.blend_pixels::<3>(origin, xs, ys);
+                                blend_one_by_one::<3>(&mut one, origin, xs, ys);
+                            } else {
+                                lanes.blend_pixels::<1>(origin, xs, ys);
+                                blend_one_by_one::<1>(&mut one, origin, xs, ys);
+                            }
+                            for c in 0..lanes.n {
+                                let bits =
+                                    |d: &[f32]| d.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                                assert_eq!(bits(&lanes.deltas[c]), bits(&one.deltas[c]));
+                            }
                         }
                     }
                 }
