@@ -240,13 +240,14 @@ pub(crate) fn rgb_to_ycc(p: [u8; 3]) -> [f32; 3] {
 /// `(v.clamp(0.0, 255.0) + 0.5) as u8` gives, in steps that vectorise
 /// (unlike `as`, see [`round_clamped`]).
 #[inline(always)]
+#[allow(clippy::manual_clamp)]
 pub(crate) fn to_u8(v: f32) -> u8 {
     const MAGIC: f32 = 12_582_912.0;
-    // Clamped first (`max` takes NaN to 0), so that truncating v + 0.5
-    // rounds half up. Adding 1.5 * 2^23 rounds v + 0.5 to the nearest
-    // integer (the sum lies in 2^23..2^24, where the floats are the
-    // integers), which ends up in the low bits of `r`; one less where that
-    // rounded up.
+    // Clamped first (`max` takes NaN to 0, where `clamp` would keep it), so
+    // that truncating v + 0.5 rounds half up. Adding 1.5 * 2^23 rounds
+    // v + 0.5 to the nearest integer (the sum lies in 2^23..2^24, where the
+    // floats are the integers), which ends up in the low bits of `r`; one
+    // less where that rounded up.
     let v = v.max(0.0).min(255.0) + 0.5;
     let r = v + MAGIC;
     let nearest = r.to_bits() as i32 - MAGIC.to_bits() as i32;
