@@ -26,7 +26,7 @@ mod dct;
 mod huffman;
 mod markers;
 
-use crate::compose::blend::{blend_channel_u16, effective_alpha_u16};
+use crate::compose::blend::{blend_channel_f32, effective_alpha_u16};
 use huffman::{BitReader, BitWriter, DecodeTable, EncodeTable, Frequencies};
 use markers::{Header, HuffSpec};
 use std::rc::Rc;
@@ -1163,25 +1163,25 @@ fn blend_lanes<const N: usize>(
     rgba: &[u32; LANES],
     alpha: &[u16; LANES],
 ) -> [[f32; LANES]; 3] {
-    let mut rgb = [[0u16; LANES]; 3];
+    let mut rgb = [[0f32; LANES]; 3];
     for i in 0..LANES {
         let p = if N == 3 {
             // (`% N` only to compile for N = 1, which never comes here.)
             dct::ycc_to_rgb(old[0][i], old[1 % N][i], old[2 % N][i])
         } else {
-            [dct::to_u8(old[0][i]); 3]
+            [dct::round_u8(old[0][i]); 3]
         };
         for (c, &p) in rgb.iter_mut().zip(&p) {
-            c[i] = u16::from(p);
+            c[i] = p;
         }
     }
     let mut new = [[0f32; LANES]; 3];
     for i in 0..LANES {
-        let a = alpha[i];
-        let mut p = [0u8; 3];
+        let a = f32::from(alpha[i]);
+        let mut p = [0f32; 3];
         for (k, p) in p.iter_mut().enumerate() {
-            let m = (rgba[i] >> (8 * k)) as u16 & 0xFF;
-            *p = blend_channel_u16(rgb[k][i], m, a) as u8;
+            let m = f32::from((rgba[i] >> (8 * k)) as u8);
+            *p = blend_channel_f32(rgb[k][i], m, a);
         }
         let ycc = dct::rgb_to_ycc(p);
         for (c, &v) in new.iter_mut().zip(&ycc) {
@@ -1310,14 +1310,14 @@ mod tests {
                     old[c] = b.planes[c][b.row[c][ely] + b.col[c][elx]];
                 }
                 let rgb = if N == 3 {
-                    dct::ycc_to_rgb(old[0], old[1 % N], old[2 % N])
+                    dct::ycc_to_rgb(old[0], old[1 % N], old[2 % N]).map(|v| v as u8)
                 } else {
                     [dct::to_u8(old[0]); 3]
                 };
                 let new = dct::rgb_to_ycc([
-                    blend_channel(rgb[0], m[0], alpha),
-                    blend_channel(rgb[1], m[1], alpha),
-                    blend_channel(rgb[2], m[2], alpha),
+                    blend_channel(rgb[0], m[0], alpha).into(),
+                    blend_channel(rgb[1], m[1], alpha).into(),
+                    blend_channel(rgb[2], m[2], alpha).into(),
                 ]);
                 for c in 0..N {
                     let change = (new[c] - b.planes[c][idx[c]]) * b.inv_share[c];
