@@ -26,7 +26,7 @@ mod dct;
 mod huffman;
 mod markers;
 
-use crate::compose::blend::{blend_channel_f32, effective_alpha_u16};
+use crate::compose::blend::{blend_channel_f32, effective_alpha_f32};
 use huffman::{BitReader, BitWriter, DecodeTable, EncodeTable, Frequencies};
 use markers::{Header, HuffSpec};
 use std::rc::Rc;
@@ -1030,7 +1030,7 @@ impl<'m> Blender<'m> {
                 }
                 // Lanes past the run keep alpha 0.
                 let alpha = lanes_alpha(&rgba, mark.opacity);
-                if alpha.iter().all(|&a| a == 0) {
+                if alpha.iter().all(|&a| a == 0.0) {
                     continue;
                 }
                 // A transparent lane changes nothing: its change times 0.0
@@ -1038,7 +1038,7 @@ impl<'m> Blender<'m> {
                 // +0.0, so they are never -0.0).
                 let mut keep = [0f32; LANES];
                 for (k, &a) in keep.iter_mut().zip(&alpha) {
-                    *k = if a == 0 { 0.0 } else { 1.0 };
+                    *k = if a == 0.0 { 0.0 } else { 1.0 };
                 }
                 // The old samples the lanes show (for padding, those of the
                 // edge pixel), and those of their own places.
@@ -1146,10 +1146,10 @@ fn spread(lanes: &mut [f32; LANES], samples: &[f32], cols: &[usize], share: usiz
 
 /// The effective alpha of each lane's mark pixel (RGBA, little-endian).
 #[inline(always)]
-fn lanes_alpha(rgba: &[u32; LANES], opacity: u8) -> [u16; LANES] {
-    let mut alpha = [0u16; LANES];
+fn lanes_alpha(rgba: &[u32; LANES], opacity: u8) -> [f32; LANES] {
+    let mut alpha = [0f32; LANES];
     for (a, &p) in alpha.iter_mut().zip(rgba) {
-        *a = effective_alpha_u16((p >> 24) as u16, opacity.into());
+        *a = effective_alpha_f32(f32::from((p >> 24) as u8), opacity.into());
     }
     alpha
 }
@@ -1161,7 +1161,7 @@ fn lanes_alpha(rgba: &[u32; LANES], opacity: u8) -> [u16; LANES] {
 fn blend_lanes<const N: usize>(
     old: &[[f32; LANES]; N],
     rgba: &[u32; LANES],
-    alpha: &[u16; LANES],
+    alpha: &[f32; LANES],
 ) -> [[f32; LANES]; 3] {
     let mut rgb = [[0f32; LANES]; 3];
     for i in 0..LANES {
@@ -1177,7 +1177,7 @@ fn blend_lanes<const N: usize>(
     }
     let mut new = [[0f32; LANES]; 3];
     for i in 0..LANES {
-        let a = f32::from(alpha[i]);
+        let a = alpha[i];
         let mut p = [0f32; 3];
         for (k, p) in p.iter_mut().enumerate() {
             let m = f32::from((rgba[i] >> (8 * k)) as u8);
