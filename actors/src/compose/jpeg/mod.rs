@@ -1130,7 +1130,7 @@ fn spread(lanes: &mut [f32; LANES], samples: &[f32], cols: &[usize], share: usiz
         1 if samples.len() == LANES => lanes.copy_from_slice(samples),
         1 => lanes[..samples.len()].copy_from_slice(samples),
         // From the first column of a pair: each sample twice (the last one
-        // maybe into a lane past the row, which nothing reads).
+        // maybe also into a lane past the run, whose change is dropped).
         2 if cols.len() == 1 || cols[1] == cols[0] => {
             for (pair, &s) in lanes.chunks_exact_mut(2).zip(samples) {
                 pair.fill(s);
