@@ -215,20 +215,20 @@ fn round_clamped(v: f32, limit: f32) -> i32 {
     (v.max(-limit).min(limit) + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
-/// JFIF YCbCr -> RGB, rounded and clamped as a decoder would.
-#[inline]
-pub(crate) fn ycc_to_rgb(y: f32, cb: f32, cr: f32) -> [u8; 3] {
+/// JFIF YCbCr -> RGB, rounded and clamped as a decoder would: whole
+/// numbers in 0..=255, kept as floats so that loops over pixels vectorise.
+#[inline(always)]
+pub(crate) fn ycc_to_rgb(y: f32, cb: f32, cr: f32) -> [f32; 3] {
     let (cb, cr) = (cb - 128.0, cr - 128.0);
     let r = y + 1.402 * cr;
     let g = y - 0.344_136 * cb - 0.714_136 * cr;
     let b = y + 1.772 * cb;
-    [to_u8(r), to_u8(g), to_u8(b)]
+    [round_u8(r), round_u8(g), round_u8(b)]
 }
 
-/// JFIF RGB -> YCbCr, unrounded.
-#[inline]
-pub(crate) fn rgb_to_ycc(p: [u8; 3]) -> [f32; 3] {
-    let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+/// JFIF RGB (whole numbers in 0..=255, as floats) -> YCbCr, unrounded.
+#[inline(always)]
+pub(crate) fn rgb_to_ycc([r, g, b]: [f32; 3]) -> [f32; 3] {
     [
         0.299 * r + 0.587 * g + 0.114 * b,
         -0.168_736 * r - 0.331_264 * g + 0.5 * b + 128.0,
@@ -236,10 +236,26 @@ pub(crate) fn rgb_to_ycc(p: [u8; 3]) -> [f32; 3] {
     ]
 }
 
+/// `v` rounded (halves up) and clamped to 0..=255, NaN to 0.
 #[inline]
 pub(crate) fn to_u8(v: f32) -> u8 {
-    // Clamped first, so truncating v + 0.5 rounds half up.
-    (v.clamp(0.0, 255.0) + 0.5) as u8
+    round_u8(v) as u8
+}
+
+/// [`to_u8`] as a float: what `(v.clamp(0.0, 255.0) + 0.5) as u8` gives,
+/// in steps that vectorise (unlike `as`, see [`round_clamped`]).
+#[inline(always)]
+#[allow(clippy::manual_clamp)]
+pub(crate) fn round_u8(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    // Clamped first (`max` takes NaN to 0, where `clamp` would keep it), so
+    // that truncating v + 0.5 rounds half up. Adding and taking away
+    // 1.5 * 2^23 rounds v + 0.5 to the nearest integer (the sum lies in
+    // 2^23..2^24, where the floats are the integers); one less where that
+    // rounded up.
+    let v = v.max(0.0).min(255.0) + 0.5;
+    let nearest = (v + MAGIC) - MAGIC;
+    nearest - if nearest > v { 1.0 } else { 0.0 }
 }
 
 #[cfg(test)]
@@ -321,8 +337,35 @@ mod tests {
     }
 
     #[test]
+    fn rounding_to_u8_truncates_like_a_cast() {
+        let cast = |v: f32| f32::from((v.clamp(0.0, 255.0) + 0.5) as u8);
+        // Every value from below 0.5 (which gives 0, as everything under
+        // it) to above 255.5 (which gives 255, as everything over it).
+        let (from, to) = (0.25f32.to_bits(), 256.5f32.to_bits());
+        for bits in from..=to {
+            let v = f32::from_bits(bits);
+            assert_eq!(round_u8(v), cast(v), "{v}");
+        }
+        // And a sweep over all the others, signs, infinities and NaN.
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            1e30,
+            -1e30,
+        ];
+        let sweep = (0..=u32::MAX).step_by(997).map(f32::from_bits);
+        for v in sweep.chain(specials) {
+            assert_eq!(round_u8(v), cast(v), "{v}");
+            assert_eq!(f32::from(to_u8(v)), cast(v), "{v}");
+        }
+    }
+
+    #[test]
     fn colour_conversion_roundtrips() {
         for p in [[0u8, 0, 0], [255, 255, 255], [200, 30, 90], [12, 250, 128]] {
+            let p = p.map(f32::from);
             let [y, cb, cr] = rgb_to_ycc(p);
             assert_eq!(ycc_to_rgb(y, cb, cr), p);
         }

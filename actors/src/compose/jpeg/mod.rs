@@ -26,7 +26,7 @@ mod dct;
 mod huffman;
 mod markers;
 
-use crate::compose::blend::{blend_channel, effective_alpha};
+use crate::compose::blend::{blend_channel_f32, effective_alpha_f32};
 use huffman::{BitReader, BitWriter, DecodeTable, EncodeTable, Frequencies};
 use markers::{Header, HuffSpec};
 use std::rc::Rc;
@@ -484,6 +484,7 @@ fn check_size(jpeg: &[u8], hdr: &Header, blocks: usize) -> Result<(), FastPathEr
     Ok(())
 }
 
+#[derive(Clone, Copy)]
 struct Rect {
     x0: usize,
     y0: usize,
@@ -820,7 +821,9 @@ struct Blender<'m> {
     /// first column, and the block offset of each pixel column.
     block_row: [Vec<usize>; 3],
     block_col: [Vec<usize>; 3],
-    /// Per component: one over how many pixels share a sample.
+    /// Per component: how many pixel columns share a sample, and one over
+    /// how many pixels do.
+    share_x: [usize; 3],
     inv_share: [f32; 3],
     /// Per component: the MCU's samples and their changes.
     planes: [Vec<f32>; 3],
@@ -846,6 +849,7 @@ impl<'m> Blender<'m> {
             row: Default::default(),
             block_row: Default::default(),
             block_col: Default::default(),
+            share_x: [1; 3],
             inv_share: [1.0; 3],
             planes: Default::default(),
             deltas: Default::default(),
@@ -861,6 +865,7 @@ impl<'m> Blender<'m> {
             b.row[c] = (0..mcu_h).map(|y| (y / sy) * 8 * h).collect();
             b.block_col[c] = (0..mcu_w).map(|x| x / sx / 8).collect();
             b.block_row[c] = (0..mcu_h).map(|y| first + y / sy / 8 * h).collect();
+            b.share_x[c] = sx;
             b.inv_share[c] = 1.0 / (sx * sy) as f32;
             b.planes[c] = vec![0.0; 64 * h * v];
             b.deltas[c] = vec![0.0; 64 * h * v];
@@ -869,10 +874,9 @@ impl<'m> Blender<'m> {
         b
     }
 
-    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns which
-    /// of its blocks changed (bit `i` for block `i`).
-    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> u16 {
-        let n = self.n;
+    /// The pixels of the MCU at `(ox, oy)` under the mark: columns
+    /// `px0..px1` and rows `py0..py1`.
+    fn pixels_under_mark(&self, (ox, oy): (usize, usize)) -> ((usize, usize), (usize, usize)) {
         let px0 = self.rect.x0.max(ox);
         let py0 = self.rect.y0.max(oy);
         // A mark that reaches the right or bottom edge also covers the
@@ -889,6 +893,14 @@ impl<'m> Blender<'m> {
         } else {
             self.rect.y1.min(oy + self.mcu_h)
         };
+        ((px0, px1), (py0, py1))
+    }
+
+    /// Blends into the MCU whose top-left pixel is `(ox, oy)`; returns which
+    /// of its blocks changed (bit `i` for block `i`).
+    fn stamp_mcu(&mut self, blocks: &mut [[i16; 64]], (ox, oy): (usize, usize)) -> u16 {
+        let n = self.n;
+        let ((px0, px1), (py0, py1)) = self.pixels_under_mark((ox, oy));
         // Decode the blocks the mark reaches.
         let mut hit = [false; 10];
         for c in 0..n {
@@ -953,6 +965,12 @@ impl<'m> Blender<'m> {
 
     /// Blends the mark into the pixels `px0..px1` x `py0..py1` of the MCU at
     /// `(ox, oy)` (`N` components), adding each sample's change to `deltas`.
+    ///
+    /// The pixels are taken in runs of up to [`LANES`] along a row, each
+    /// run down all the rows: the old samples of a run are gathered into
+    /// arrays, converted, blended and converted back in loops over the lanes
+    /// (which the compiler vectorises), and the changes then added to
+    /// `deltas` in the order one pixel at a time would add them.
     fn blend_pixels<const N: usize>(
         &mut self,
         (ox, oy): (usize, usize),
@@ -960,60 +978,218 @@ impl<'m> Blender<'m> {
         (py0, py1): (usize, usize),
     ) {
         let mark = self.mark;
-        let mw = mark.width as usize;
+        let (mw, mx) = (mark.width as usize, mark.x as usize);
+        let last = self.width - 1;
         let planes: [&[f32]; N] = std::array::from_fn(|c| &self.planes[c][..]);
         let cols: [&[usize]; N] = std::array::from_fn(|c| &self.col[c][..]);
+        let rows: [&[usize]; N] = std::array::from_fn(|c| &self.row[c][..]);
         let mut deltas = self.deltas.iter_mut();
         let deltas: [&mut [f32]; N] = std::array::from_fn(|_| match deltas.next() {
             Some(d) => &mut d[..],
             None => &mut [],
         });
-        let inv_share = self.inv_share;
-        for py in py0..py1 {
-            let ey = py.min(self.height - 1);
-            let (ly, ely) = (py - oy, ey - oy);
-            let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
-            let (mut own_row, mut old_row) = ([0usize; N], [0usize; N]);
-            for c in 0..N {
-                (own_row[c], old_row[c]) = (self.row[c][ly], self.row[c][ely]);
-            }
-            for px in px0..px1 {
-                // Padding pixels take the blend of the edge pixel they copy.
-                let ex = px.min(self.width - 1);
-                let m = &mrow[(ex - mark.x as usize) * 4..][..4];
-                let alpha = effective_alpha(m[3], mark.opacity);
-                if alpha == 0 {
+        let (share_x, inv_share) = (self.share_x, self.inv_share);
+        // Runs of at most LANES pixels, cut at multiples of `step` from the
+        // MCU's left edge: a multiple of every component's share of columns
+        // (all divide mcu_w / 8), so that no sample has pixels in two runs.
+        // Taking the runs one after the other, each down all the rows, then
+        // adds to every sample in the same order as going row by row.
+        let step = LANES - LANES % (self.mcu_w / 8);
+        let mut x0 = px0;
+        while x0 < px1 {
+            let x1 = px1.min(ox + ((x0 - ox) / step + 1) * step);
+            let (n, lx) = (x1 - x0, x0 - ox);
+            // The lanes' sample columns, the same in every row.
+            let lane_cols: [&[usize]; N] = std::array::from_fn(|c| &cols[c][lx..x1 - ox]);
+            let spans: [std::ops::Range<usize>; N] = std::array::from_fn(|c| {
+                let cols = lane_cols[c];
+                cols[0]..cols[n - 1] + 1
+            });
+            for py in py0..py1 {
+                let ey = py.min(self.height - 1);
+                let (ly, ely) = (py - oy, ey - oy);
+                let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
+                // Padding pixels take the blend of the edge pixel they copy:
+                // its mark pixel and its old samples.
+                let padding = x1 > self.width || ey != py;
+                let mut rgba = [0u32; LANES];
+                if padding {
+                    for (i, p) in rgba[..n].iter_mut().enumerate() {
+                        let at = ((x0 + i).min(last) - mx) * 4;
+                        *p = u32::from_le_bytes([
+                            mrow[at],
+                            mrow[at + 1],
+                            mrow[at + 2],
+                            mrow[at + 3],
+                        ]);
+                    }
+                } else {
+                    let from = mrow[(x0 - mx) * 4..][..n * 4].chunks_exact(4);
+                    for (p, m) in rgba.iter_mut().zip(from) {
+                        *p = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+                    }
+                }
+                // Lanes past the run keep alpha 0.
+                let alpha = lanes_alpha(&rgba, mark.opacity);
+                if alpha.iter().all(|&a| a == 0.0) {
                     continue;
                 }
-                let (lx, elx) = (px - ox, ex - ox);
-                let (mut idx, mut old) = ([0usize; N], [0f32; N]);
-                for c in 0..N {
-                    idx[c] = own_row[c] + cols[c][lx];
-                    old[c] = planes[c][old_row[c] + cols[c][elx]];
+                // A transparent lane changes nothing: its change times 0.0
+                // is a zero, which leaves a sum as it is (the sums start at
+                // +0.0, so they are never -0.0).
+                let mut keep = [0f32; LANES];
+                for (k, &a) in keep.iter_mut().zip(&alpha) {
+                    *k = if a == 0.0 { 0.0 } else { 1.0 };
                 }
-                let new = if N == 3 {
-                    // (`% N` only to compile for N = 1, which never comes here.)
-                    let rgb = dct::ycc_to_rgb(old[0], old[1 % N], old[2 % N]);
-                    dct::rgb_to_ycc([
-                        blend_channel(rgb[0], m[0], alpha),
-                        blend_channel(rgb[1], m[1], alpha),
-                        blend_channel(rgb[2], m[2], alpha),
-                    ])
+                // The old samples the lanes show (for padding, those of the
+                // edge pixel), and those of their own places.
+                let mut old = [[0f32; LANES]; N];
+                for c in 0..N {
+                    if padding {
+                        let row = rows[c][ely];
+                        for (i, s) in old[c][..n].iter_mut().enumerate() {
+                            *s = planes[c][row + cols[c][(x0 + i).min(last) - ox]];
+                        }
+                    } else {
+                        let row = &planes[c][rows[c][ly]..];
+                        spread(
+                            &mut old[c],
+                            &row[spans[c].clone()],
+                            lane_cols[c],
+                            share_x[c],
+                        );
+                    }
+                }
+                let new = blend_lanes::<N>(&old, &rgba, &alpha);
+                let padded;
+                let own = if padding {
+                    let mut own = [[0f32; LANES]; N];
+                    for c in 0..N {
+                        for (s, &col) in own[c].iter_mut().zip(lane_cols[c]) {
+                            *s = planes[c][rows[c][ly] + col];
+                        }
+                    }
+                    padded = own;
+                    &padded
                 } else {
-                    let g = dct::to_u8(old[0]);
-                    let rgb = [
-                        blend_channel(g, m[0], alpha),
-                        blend_channel(g, m[1], alpha),
-                        blend_channel(g, m[2], alpha),
-                    ];
-                    [dct::rgb_to_ycc(rgb)[0], 0.0, 0.0]
+                    &old
                 };
                 for c in 0..N {
-                    deltas[c][idx[c]] += (new[c] - planes[c][idx[c]]) * inv_share[c];
+                    let mut change = [0f32; LANES];
+                    for i in 0..LANES {
+                        change[i] = (new[c][i] - own[c][i]) * inv_share[c] * keep[i];
+                    }
+                    let row = &mut deltas[c][rows[c][ly]..];
+                    let deltas = &mut row[spans[c].clone()];
+                    accumulate(deltas, &change, lane_cols[c], share_x[c]);
                 }
+            }
+            x0 = x1;
+        }
+    }
+}
+
+/// Pixels of a row that [`Blender::blend_pixels`] blends at once.
+const LANES: usize = 16;
+/// Samples under them where two columns share one.
+const HALF: usize = LANES / 2;
+
+/// Adds each lane's change to the sample of its pixel column, in pixel
+/// order: `cols` are those of the lanes (`share` columns to a sample),
+/// `deltas` the changes of their samples from the first lane's on.
+#[inline(always)]
+fn accumulate(deltas: &mut [f32], change: &[f32; LANES], cols: &[usize], share: usize) {
+    match (share, deltas.len()) {
+        (1, LANES) => {
+            let deltas: &mut [f32; LANES] = deltas.try_into().unwrap();
+            for (d, &v) in deltas.iter_mut().zip(change) {
+                *d += v;
+            }
+        }
+        // From the first column of a pair: each sample gets its pair,
+        // summed as one pixel after the other would.
+        (2, HALF) if cols[1] == cols[0] => {
+            let deltas: &mut [f32; HALF] = deltas.try_into().unwrap();
+            for (j, d) in deltas.iter_mut().enumerate() {
+                *d = *d + change[2 * j] + change[2 * j + 1];
+            }
+        }
+        _ => {
+            for (&v, &col) in change.iter().zip(cols) {
+                deltas[col - cols[0]] += v;
             }
         }
     }
+}
+
+/// Puts in each lane the sample of its pixel column: `cols` are those of
+/// the lanes (`share` columns to a sample), `samples` those from the first
+/// lane's on.
+#[inline(always)]
+fn spread(lanes: &mut [f32; LANES], samples: &[f32], cols: &[usize], share: usize) {
+    match share {
+        1 if samples.len() == LANES => lanes.copy_from_slice(samples),
+        1 => lanes[..samples.len()].copy_from_slice(samples),
+        // From the first column of a pair: each sample twice (the last one
+        // maybe also into a lane past the run, whose change is dropped).
+        2 if cols.len() == 1 || cols[1] == cols[0] => {
+            for (pair, &s) in lanes.chunks_exact_mut(2).zip(samples) {
+                pair.fill(s);
+            }
+        }
+        _ => {
+            for (lane, &col) in lanes.iter_mut().zip(cols) {
+                *lane = samples[col - cols[0]];
+            }
+        }
+    }
+}
+
+/// The effective alpha of each lane's mark pixel (RGBA, little-endian).
+#[inline(always)]
+fn lanes_alpha(rgba: &[u32; LANES], opacity: u8) -> [f32; LANES] {
+    let mut alpha = [0f32; LANES];
+    for (a, &p) in alpha.iter_mut().zip(rgba) {
+        *a = effective_alpha_f32(f32::from((p >> 24) as u8), opacity.into());
+    }
+    alpha
+}
+
+/// Each lane's old samples (`N` components) taken to RGB, blended with its
+/// mark pixel under `alpha`, and taken back to YCbCr (only Y counts for
+/// `N` = 1): the same arithmetic as one pixel at a time.
+#[inline(always)]
+fn blend_lanes<const N: usize>(
+    old: &[[f32; LANES]; N],
+    rgba: &[u32; LANES],
+    alpha: &[f32; LANES],
+) -> [[f32; LANES]; 3] {
+    let mut rgb = [[0f32; LANES]; 3];
+    for i in 0..LANES {
+        let p = if N == 3 {
+            // (`% N` only to compile for N = 1, which never comes here.)
+            dct::ycc_to_rgb(old[0][i], old[1 % N][i], old[2 % N][i])
+        } else {
+            [dct::round_u8(old[0][i]); 3]
+        };
+        for (c, &p) in rgb.iter_mut().zip(&p) {
+            c[i] = p;
+        }
+    }
+    let mut new = [[0f32; LANES]; 3];
+    for i in 0..LANES {
+        let a = alpha[i];
+        let mut p = [0f32; 3];
+        for (k, p) in p.iter_mut().enumerate() {
+            let m = f32::from((rgba[i] >> (8 * k)) as u8);
+            *p = blend_channel_f32(rgb[k][i], m, a);
+        }
+        let ycc = dct::rgb_to_ycc(p);
+        for (c, &v) in new.iter_mut().zip(&ycc) {
+            c[i] = v;
+        }
+    }
+    new
 }
 
 /// The fallback of step 4: decode the blocks before the seam too, build
@@ -1100,4 +1276,152 @@ fn rebuild_with_optimal_tables(
     let mut out = writer.out;
     out.extend_from_slice(&jpeg[scan_end..]);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::blend::{blend_channel, effective_alpha};
+
+    /// The blend one pixel at a time: the reference that
+    /// [`Blender::blend_pixels`] must match to the bit.
+    fn blend_one_by_one<const N: usize>(
+        b: &mut Blender<'_>,
+        (ox, oy): (usize, usize),
+        (px0, px1): (usize, usize),
+        (py0, py1): (usize, usize),
+    ) {
+        let mark = b.mark;
+        let mw = mark.width as usize;
+        for py in py0..py1 {
+            let ey = py.min(b.height - 1);
+            let (ly, ely) = (py - oy, ey - oy);
+            let mrow = &mark.rgba[(ey - mark.y as usize) * mw * 4..][..mw * 4];
+            for px in px0..px1 {
+                let ex = px.min(b.width - 1);
+                let m = &mrow[(ex - mark.x as usize) * 4..][..4];
+                let alpha = effective_alpha(m[3], mark.opacity);
+                if alpha == 0 {
+                    continue;
+                }
+                let (lx, elx) = (px - ox, ex - ox);
+                let (mut idx, mut old) = ([0usize; N], [0f32; N]);
+                for c in 0..N {
+                    idx[c] = b.row[c][ly] + b.col[c][lx];
+                    old[c] = b.planes[c][b.row[c][ely] + b.col[c][elx]];
+                }
+                let rgb = if N == 3 {
+                    dct::ycc_to_rgb(old[0], old[1 % N], old[2 % N]).map(|v| v as u8)
+                } else {
+                    [dct::to_u8(old[0]); 3]
+                };
+                let new = dct::rgb_to_ycc([
+                    blend_channel(rgb[0], m[0], alpha).into(),
+                    blend_channel(rgb[1], m[1], alpha).into(),
+                    blend_channel(rgb[2], m[2], alpha).into(),
+                ]);
+                for c in 0..N {
+                    let change = (new[c] - b.planes[c][idx[c]]) * b.inv_share[c];
+                    b.deltas[c][idx[c]] += change;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_blend_exactly_as_one_pixel_at_a_time() {
+        // 4:2:0, 4:2:2, 4:4:4 and grayscale, with sizes that leave padding.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jpeg");
+        let mut seed: u32 = 0x5eed;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) as usize % n.max(1)
+        };
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let jpeg = std::fs::read(entry.unwrap().path()).unwrap();
+            // The file's own sampling and, in colour, wider MCUs whose rows
+            // the blend takes in more than one run (one with three columns
+            // to a chroma sample, which a run of 16 would split).
+            let samplings = [
+                None,
+                Some([(4, 1), (2, 1), (2, 1)]),
+                Some([(3, 2), (1, 1), (1, 1)]),
+                Some([(4, 2), (1, 1), (1, 1)]),
+                Some([(1, 1), (2, 2), (1, 1)]),
+            ];
+            for sampling in samplings {
+                let mut hdr = markers::parse(&jpeg).unwrap();
+                if let Some(factors) = sampling {
+                    if hdr.comps.len() == 1 {
+                        continue;
+                    }
+                    for (comp, (h, v)) in hdr.comps.iter_mut().zip(factors) {
+                        (comp.h, comp.v) = (h, v);
+                    }
+                    hdr.hmax = factors.iter().map(|f| f.0).max().unwrap();
+                    hdr.vmax = factors.iter().map(|f| f.1).max().unwrap();
+                }
+                let (w, h) = (hdr.width, hdr.height);
+                let (mcu_w, mcu_h) = hdr.mcu_size();
+                for _ in 0..12 {
+                    // Often reaching the right or bottom edge, at any offset.
+                    let (mw, mh) = (1 + next(w), 1 + next(h));
+                    let x = if next(2) == 0 { w - mw } else { next(w) };
+                    let y = if next(2) == 0 { h - mh } else { next(h) };
+                    let rgba: Vec<u8> = (0..mw * mh * 4)
+                        .map(|i| match (i % 4, next(4)) {
+                            (3, 0) => 0,
+                            _ => next(256) as u8,
+                        })
+                        .collect();
+                    let mark = Mark {
+                        rgba: &rgba,
+                        width: mw as u32,
+                        height: mh as u32,
+                        x: x as u32,
+                        y: y as u32,
+                        opacity: [255, next(256) as u8][next(2)],
+                    };
+                    let rect = Rect {
+                        x0: x,
+                        y0: y,
+                        x1: (x + mw).min(w),
+                        y1: (y + mh).min(h),
+                    };
+                    let mut lanes = Blender::new(&hdr, rect, mark);
+                    let mut one = Blender::new(&hdr, rect, mark);
+                    for row in y / mcu_h..=(rect.y1 - 1) / mcu_h {
+                        for col in x / mcu_w..=(rect.x1 - 1) / mcu_w {
+                            let origin = (col * mcu_w, row * mcu_h);
+                            // Samples a little past the range, as an IDCT leaves them.
+                            for c in 0..lanes.n {
+                                for (a, b) in lanes.planes[c].iter_mut().zip(&mut one.planes[c]) {
+                                    *a = next(32_000) as f32 / 100.0 - 30.0;
+                                    *b = *a;
+                                }
+                                lanes.deltas[c].fill(0.0);
+                                one.deltas[c].fill(0.0);
+                            }
+                            let (xs, ys) = lanes.pixels_under_mark(origin);
+                            if lanes.n == 3 {
+                                lanes.blend_pixels::<3>(origin, xs, ys);
+                                blend_one_by_one::<3>(&mut one, origin, xs, ys);
+                            } else {
+                                lanes.blend_pixels::<1>(origin, xs, ys);
+                                blend_one_by_one::<1>(&mut one, origin, xs, ys);
+                            }
+                            for c in 0..lanes.n {
+                                let bits =
+                                    |d: &[f32]| d.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                                assert_eq!(bits(&lanes.deltas[c]), bits(&one.deltas[c]));
+                            }
+                        }
+                    }
+                }
+            }
+            files += 1;
+        }
+        assert!(files >= 8);
+    }
 }
