@@ -1076,11 +1076,20 @@ mod tests {
         let blocks = sample_blocks();
         let (sdc, sac) = optimal_tables_for(&blocks);
         let first = DecodeTable::shared(&sac, true).unwrap();
-        assert!(Rc::ptr_eq(&first, &DecodeTable::shared(&sac, true).unwrap()));
+        assert!(Rc::ptr_eq(
+            &first,
+            &DecodeTable::shared(&sac, true).unwrap()
+        ));
         // The class is part of the key: the same DHT table read as DC
         // decodes differently.
-        assert!(!Rc::ptr_eq(&first, &DecodeTable::shared(&sac, false).unwrap()));
-        assert!(!Rc::ptr_eq(&first, &DecodeTable::shared(&sdc, true).unwrap()));
+        assert!(!Rc::ptr_eq(
+            &first,
+            &DecodeTable::shared(&sac, false).unwrap()
+        ));
+        assert!(!Rc::ptr_eq(
+            &first,
+            &DecodeTable::shared(&sdc, true).unwrap()
+        ));
         // Once more tables than the thread keeps came after it, it is built
         // anew.
         for n in 0..CACHED_TABLES {
@@ -1088,7 +1097,10 @@ mod tests {
             other.values[0] = 200 + n as u8;
             DecodeTable::shared(&other, false).unwrap();
         }
-        assert!(!Rc::ptr_eq(&first, &DecodeTable::shared(&sac, true).unwrap()));
+        assert!(!Rc::ptr_eq(
+            &first,
+            &DecodeTable::shared(&sac, true).unwrap()
+        ));
     }
 
     #[test]
