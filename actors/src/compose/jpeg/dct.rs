@@ -168,6 +168,7 @@ fn idct_1d(d: &[Lanes; 8]) -> [Lanes; 8] {
 
 /// Dequantises a zigzag block and returns its samples (level shift undone,
 /// not rounded, not clamped) in row-major order.
+#[inline(always)]
 pub(crate) fn idct(coefs: &[i16; 64], q: &Quant) -> [f32; 64] {
     // Transposed (`f[u][v]`), so that the second pass leaves rows.
     let c: [i16; 64] = std::array::from_fn(|n| coefs[UNZIGZAG_T[n]]);
@@ -185,6 +186,7 @@ pub(crate) fn idct(coefs: &[i16; 64], q: &Quant) -> [f32; 64] {
 }
 
 /// Forward DCT of row-major samples, quantised (rounded) into zigzag order.
+#[inline(always)]
 pub(crate) fn fdct_quantise(samples: &[f32; 64], q: &Quant) -> [i16; 64] {
     let s: [Lanes; 8] =
         std::array::from_fn(|y| std::array::from_fn(|x| samples[y * 8 + x] - 128.0));

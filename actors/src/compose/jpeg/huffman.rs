@@ -443,6 +443,7 @@ impl<'a> BitReader<'a> {
 
     /// Steps over `mcus` MCUs keeping only the DC predictors: runs of AC
     /// symbols are taken several at a time and their values never formed.
+    #[inline(always)]
     pub fn skip_mcus(
         &mut self,
         dc: &[Rc<DecodeTable>],
@@ -586,6 +587,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Decodes the DC difference of one block into `pred`.
+    #[inline(always)]
     pub fn decode_dc(&mut self, dc: &DecodeTable, pred: &mut i32) -> Result<(), FastPathError> {
         let mut r = *self;
         let result = r.dc_here(dc, pred);
@@ -594,6 +596,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Decodes the AC coefficients of one block into `out` (zero on entry).
+    #[inline(always)]
     pub fn decode_ac(
         &mut self,
         ac: &DecodeTable,
@@ -606,6 +609,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Steps over the AC coefficients of one block.
+    #[inline(always)]
     pub fn skip_ac(&mut self, ac: &DecodeTable) -> Result<(), FastPathError> {
         let mut r = *self;
         let result = r.ac_here::<false>(ac, &mut [0; 64]);
@@ -784,6 +788,7 @@ impl BitWriter {
     /// `to` (`byte * 8 + bit`, bits counted from the top of a data byte;
     /// a stuffed 0x00 after a 0xFF is skipped). The stretch must lie inside
     /// data the reader went through (no marker in it).
+    #[inline(always)]
     pub fn copy_bits(&mut self, data: &[u8], from: usize, to: usize) {
         let (mut p, b) = (from / 8, (from % 8) as u32);
         let (q, e) = (to / 8, (to % 8) as u32);
@@ -817,6 +822,7 @@ impl BitWriter {
     }
 
     /// Encodes one block (zigzag order) and updates the DC predictor.
+    #[inline(always)]
     pub fn encode_block(
         &mut self,
         dc: &EncodeTable,
