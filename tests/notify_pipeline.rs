@@ -471,9 +471,14 @@ async fn viber_5xx_then_status_12_for_a_while_is_retried_through() {
     rig.cleanup().await;
 }
 
-#[actix_rt::test]
-#[ignore = "needs RabbitMQ and PostgreSQL"]
-async fn sigterm_mid_stream_stops_cleanly_with_zero_duplicates() {
+/// Publishes 3,000 messages at 500/s to a daemon that `stop` ends three
+/// seconds in (its exit status checked by `stopped`), then lets a second
+/// daemon take over until every message is sent; returns how many messages
+/// were published and how many of them were sent twice.
+async fn restart_mid_stream(
+    stop: impl AsyncFnOnce(&mut tokio::process::Child) -> std::process::ExitStatus,
+    stopped: impl FnOnce(std::process::ExitStatus),
+) -> (usize, usize) {
     let _broker = BROKER.lock().await;
     let rig = Rig::new().await;
     rig.declare().await;
@@ -489,53 +494,46 @@ async fn sigterm_mid_stream_stops_cleanly_with_zero_duplicates() {
         }
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = terminate(&mut child).await.unwrap();
-    assert!(status.success(), "SIGTERM exits 0: {status:?}");
-    let (mut second, _) = spawn_daemon(bin, rig.dir.path(), &config).await.unwrap();
-    let report = publishing.await.unwrap().unwrap();
-    rig.wait_done(&report, Duration::from_secs(120)).await;
-    assert!(terminate(&mut second).await.unwrap().success());
-    assert_eq!(rig.check_all(&report).await, 0, "zero duplicates");
-    rig.queue_is_empty().await;
-    rig.cleanup().await;
-}
-
-#[actix_rt::test]
-#[ignore = "needs RabbitMQ and PostgreSQL"]
-async fn sigkill_mid_stream_then_restart_sends_everything() {
-    let _broker = BROKER.lock().await;
-    let rig = Rig::new().await;
-    rig.declare().await;
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tasklet"));
-    let config = rig.config_text(&rig.db.url);
-    let (mut child, _) = spawn_daemon(bin, rig.dir.path(), &config).await.unwrap();
-    let publishing = tokio::spawn({
-        let args = rig.publisher(500.0, 3_000);
-        async move {
-            transactions::publish(&args)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    });
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    child.start_kill().unwrap();
-    let status = child.wait().await.unwrap();
-    assert!(!status.success());
+    stopped(stop(&mut child).await);
     let (mut second, _) = spawn_daemon(bin, rig.dir.path(), &config).await.unwrap();
     let report = publishing.await.unwrap().unwrap();
     rig.wait_done(&report, Duration::from_secs(120)).await;
     assert!(terminate(&mut second).await.unwrap().success());
     let dups = rig.check_all(&report).await;
+    rig.queue_is_empty().await;
+    rig.cleanup().await;
+    (report.published.len(), dups)
+}
+
+#[actix_rt::test]
+#[ignore = "needs RabbitMQ and PostgreSQL"]
+async fn sigterm_mid_stream_stops_cleanly_with_zero_duplicates() {
+    let (_, dups) = restart_mid_stream(
+        async |child| terminate(child).await.unwrap(),
+        |status| assert!(status.success(), "SIGTERM exits 0: {status:?}"),
+    )
+    .await;
+    assert_eq!(dups, 0, "zero duplicates");
+}
+
+#[actix_rt::test]
+#[ignore = "needs RabbitMQ and PostgreSQL"]
+async fn sigkill_mid_stream_then_restart_sends_everything() {
+    let (published, dups) = restart_mid_stream(
+        async |child| {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap()
+        },
+        |status| assert!(!status.success(), "SIGKILL: {status:?}"),
+    )
+    .await;
     eprintln!(
-        "SIGKILL: {} messages, {dups} sent twice (sent to Viber, killed before the row committed)",
-        report.published.len()
+        "SIGKILL: {published} messages, {dups} sent twice (sent to Viber, killed before the row committed)"
     );
     assert!(
         dups <= 256,
         "duplicates are bounded by the prefetch window: {dups}"
     );
-    rig.queue_is_empty().await;
-    rig.cleanup().await;
 }
 
 #[actix_rt::test]
