@@ -67,6 +67,25 @@ fn settings(batch_size: usize, flush_interval_ms: u64) -> WriterSettings {
     }
 }
 
+/// Tests running `$check` on a fresh SQLite file and, ignored where no
+/// server is set up, on a throw-away PostgreSQL database.
+macro_rules! on_both_stores {
+    ($check:ident => $sqlite:ident, $postgres:ident) => {
+        #[actix_rt::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $check(sqlite_store(dir.path()).await).await;
+        }
+
+        #[actix_rt::test]
+        #[ignore = "needs PostgreSQL"]
+        async fn $postgres() {
+            let db = TempPgDb::create().await.unwrap();
+            $check(pg_store(&db.url).await).await;
+        }
+    };
+}
+
 /// 10,000 rows sent one per message by many senders: every receipt
 /// resolves, and exactly 10,000 rows are in the table.
 async fn ten_thousand_rows(store: Store) {
@@ -102,18 +121,7 @@ async fn ten_thousand_rows(store: Store) {
     );
 }
 
-#[actix_rt::test]
-async fn sqlite_ten_thousand_rows_in_exactly_ten_thousand_rows_out() {
-    let dir = tempfile::tempdir().unwrap();
-    ten_thousand_rows(sqlite_store(dir.path()).await).await;
-}
-
-#[actix_rt::test]
-#[ignore = "needs PostgreSQL"]
-async fn postgres_ten_thousand_rows_in_exactly_ten_thousand_rows_out() {
-    let db = TempPgDb::create().await.unwrap();
-    ten_thousand_rows(pg_store(&db.url).await).await;
-}
+on_both_stores!(ten_thousand_rows => sqlite_ten_thousand_rows_in_exactly_ten_thousand_rows_out, postgres_ten_thousand_rows_in_exactly_ten_thousand_rows_out);
 
 /// A batch flushes when full (before its timer), and a lone row flushes on
 /// the timer; receipts say which.
@@ -139,18 +147,7 @@ async fn flushes_on_size_and_on_time(store: Store) {
     assert_eq!(count(&store).await, 11);
 }
 
-#[actix_rt::test]
-async fn sqlite_flushes_on_size_and_on_time() {
-    let dir = tempfile::tempdir().unwrap();
-    flushes_on_size_and_on_time(sqlite_store(dir.path()).await).await;
-}
-
-#[actix_rt::test]
-#[ignore = "needs PostgreSQL"]
-async fn postgres_flushes_on_size_and_on_time() {
-    let db = TempPgDb::create().await.unwrap();
-    flushes_on_size_and_on_time(pg_store(&db.url).await).await;
-}
+on_both_stores!(flushes_on_size_and_on_time => sqlite_flushes_on_size_and_on_time, postgres_flushes_on_size_and_on_time);
 
 /// Rows sent the instant before shutdown are committed by the explicit
 /// Flush the shutdown awaits, not left to a timer.
@@ -174,18 +171,7 @@ async fn flush_commits_what_waits(store: Store) {
     assert_eq!(empty.batch_rows, 0);
 }
 
-#[actix_rt::test]
-async fn sqlite_flush_commits_what_waits() {
-    let dir = tempfile::tempdir().unwrap();
-    flush_commits_what_waits(sqlite_store(dir.path()).await).await;
-}
-
-#[actix_rt::test]
-#[ignore = "needs PostgreSQL"]
-async fn postgres_flush_commits_what_waits() {
-    let db = TempPgDb::create().await.unwrap();
-    flush_commits_what_waits(pg_store(&db.url).await).await;
-}
+on_both_stores!(flush_commits_what_waits => sqlite_flush_commits_what_waits, postgres_flush_commits_what_waits);
 
 /// The same row twice (a redelivery) is stored once; the receipt still
 /// resolves, since the row is durable.
@@ -212,18 +198,7 @@ async fn duplicates_are_ignored(store: Store) {
     assert_eq!(stats.rows_new, 3);
 }
 
-#[actix_rt::test]
-async fn sqlite_duplicates_are_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    duplicates_are_ignored(sqlite_store(dir.path()).await).await;
-}
-
-#[actix_rt::test]
-#[ignore = "needs PostgreSQL"]
-async fn postgres_duplicates_are_ignored() {
-    let db = TempPgDb::create().await.unwrap();
-    duplicates_are_ignored(pg_store(&db.url).await).await;
-}
+on_both_stores!(duplicates_are_ignored => sqlite_duplicates_are_ignored, postgres_duplicates_are_ignored);
 
 /// With PostgreSQL unreachable (a proxy cut in front of it), no receipt
 /// resolves and senders wait once the mailbox is full; after it comes
