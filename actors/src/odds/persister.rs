@@ -128,8 +128,24 @@ pub fn change_row(c: &OddsChange) -> NewOddsChange {
     }
 }
 
-/// Inserts or refreshes event rows (teams, status, `last_seen_us`; the
-/// first `first_seen_us` stays).
+/// What an event row seen again takes from the new row, as the `set` of an
+/// upsert on `odds_events` (`e` being its dsl): teams, status and
+/// `last_seen_us`; the first `first_seen_us` stays. A macro, as the type
+/// of the expression names diesel items that are not public, and the two
+/// backends take it each with its own bounds.
+macro_rules! refreshed_columns {
+    () => {
+        (
+            e::sport.eq(excluded(e::sport)),
+            e::home.eq(excluded(e::home)),
+            e::away.eq(excluded(e::away)),
+            e::status.eq(excluded(e::status)),
+            e::last_seen_us.eq(excluded(e::last_seen_us)),
+        )
+    };
+}
+
+/// Inserts or refreshes event rows (see `refreshed_columns`).
 pub async fn upsert_events(store: &Store, rows: Vec<NewOddsEvent>) -> Result<usize, StoreError> {
     use odds_events::dsl as e;
     match store {
@@ -142,13 +158,7 @@ pub async fn upsert_events(store: &Store, rows: Vec<NewOddsEvent>) -> Result<usi
                         .values(part)
                         .on_conflict((e::site, e::external_id))
                         .do_update()
-                        .set((
-                            e::sport.eq(excluded(e::sport)),
-                            e::home.eq(excluded(e::home)),
-                            e::away.eq(excluded(e::away)),
-                            e::status.eq(excluded(e::status)),
-                            e::last_seen_us.eq(excluded(e::last_seen_us)),
-                        )),
+                        .set(refreshed_columns!()),
                     &mut *conn,
                 )
                 .await?;
@@ -166,13 +176,7 @@ pub async fn upsert_events(store: &Store, rows: Vec<NewOddsEvent>) -> Result<usi
                                 .values(row)
                                 .on_conflict((e::site, e::external_id))
                                 .do_update()
-                                .set((
-                                    e::sport.eq(excluded(e::sport)),
-                                    e::home.eq(excluded(e::home)),
-                                    e::away.eq(excluded(e::away)),
-                                    e::status.eq(excluded(e::status)),
-                                    e::last_seen_us.eq(excluded(e::last_seen_us)),
-                                ))
+                                .set(refreshed_columns!())
                                 .execute(conn)?;
                         }
                         Ok::<_, diesel::result::Error>(n)
