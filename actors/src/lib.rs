@@ -12,6 +12,7 @@
 //! | [`odds`] | discovery, fetchers, parser, differ, cache, persister |
 //! | [`notify`] | AMQP consumer, Viber sender, notification log |
 //! | [`observe`] | per-actor metrics: messages, handling time, depth, restarts |
+//! | [`supervise`] | restart after a panic, with capped backoff; test-only fault points |
 //!
 //! Each pipeline folder holds `config.rs` (its settings), `messages.rs`
 //! (what flows between its actors) and one file per actor.
@@ -22,3 +23,4 @@ pub mod notify;
 pub mod observe;
 pub mod odds;
 pub mod store;
+pub mod supervise;
