@@ -212,13 +212,13 @@ where
 /// Runs one job of a `SyncArbiter` worker. On a panic: logs the reason,
 /// counts a restart of `actor`, replaces the worker with a fresh one from
 /// the pool's factory (on the same thread) once this job is answered, and
-/// answers `failed(reason)`.
-pub fn sync<A, R>(
+/// answers `Err(panicked(reason))`.
+pub fn sync<A, T, E>(
     actor: &'static str,
     ctx: &mut SyncContext<A>,
-    failed: impl FnOnce(String) -> R,
-    job: impl FnOnce() -> R,
-) -> R
+    panicked: impl FnOnce(String) -> E,
+    job: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E>
 where
     A: Actor<Context = SyncContext<A>>,
 {
@@ -229,7 +229,7 @@ where
             observe::restarted(actor);
             error!(actor, reason = %reason, "worker panicked, replacing it");
             ctx.stop();
-            failed(reason)
+            Err(panicked(reason))
         }
     }
 }
@@ -433,12 +433,17 @@ mod tests {
     impl Handler<Job> for Worker {
         type Result = Result<usize, String>;
         fn handle(&mut self, job: Job, ctx: &mut SyncContext<Self>) -> Self::Result {
-            sync("Worker", ctx, Err, || {
-                if job.panic {
-                    panic!("bad job");
-                }
-                Ok(self.id)
-            })
+            sync(
+                "Worker",
+                ctx,
+                |reason| reason,
+                || {
+                    if job.panic {
+                        panic!("bad job");
+                    }
+                    Ok(self.id)
+                },
+            )
         }
     }
 

@@ -283,10 +283,22 @@ impl Actor for BeardCatalog {
     }
 }
 
+/// Restarted after a panic keeping the list and the cached images. The
+/// list read and the downloads in flight were dropped with the context:
+/// whoever waited for them is answered `Stopped` (their senders dropped)
+/// rather than left waiting, and `started` reads the list again.
+impl Supervised for BeardCatalog {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.list_waiters = None;
+        self.inflight.clear();
+    }
+}
+
 impl Handler<GetBeard> for BeardCatalog {
     type Result = ResponseFuture<Result<StyleImage, CatalogError>>;
 
     fn handle(&mut self, msg: GetBeard, ctx: &mut Context<Self>) -> Self::Result {
+        crate::supervise::fault_point("BeardCatalog.GetBeard");
         let span = info_span!("BeardCatalog", pipeline = "beard", request_id = %msg.request_id, style = %msg.style);
         let entered = span.clone().entered();
         let handled = observe::handling("BeardCatalog");

@@ -54,7 +54,18 @@ impl Actor for Compositor {
 impl Handler<Stamp> for Compositor {
     type Result = Result<Stamped, StampError>;
 
-    fn handle(&mut self, msg: Stamp, _ctx: &mut Self::Context) -> Self::Result {
+    /// A panic anywhere in the job answers `Panicked` and replaces this
+    /// worker with a fresh one (see [`crate::supervise::sync`]).
+    fn handle(&mut self, msg: Stamp, ctx: &mut Self::Context) -> Self::Result {
+        crate::supervise::sync("Compositor", ctx, StampError::Panicked, || {
+            crate::supervise::fault_point("Compositor.Stamp");
+            self.stamp_job(msg)
+        })
+    }
+}
+
+impl Compositor {
+    fn stamp_job(&mut self, msg: Stamp) -> Result<Stamped, StampError> {
         let started = Instant::now();
         let Stamp {
             request_id,

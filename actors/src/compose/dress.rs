@@ -388,7 +388,18 @@ pub fn dress(
 impl actix::Handler<Dress> for super::compositor::Compositor {
     type Result = Result<Dressed, DressError>;
 
-    fn handle(&mut self, msg: Dress, _ctx: &mut Self::Context) -> Self::Result {
+    /// A panic anywhere in the job answers `Panicked` and replaces this
+    /// worker with a fresh one (see [`crate::supervise::sync`]).
+    fn handle(&mut self, msg: Dress, ctx: &mut Self::Context) -> Self::Result {
+        crate::supervise::sync("Compositor", ctx, DressError::Panicked, || {
+            crate::supervise::fault_point("Compositor.Dress");
+            self.dress_job(msg)
+        })
+    }
+}
+
+impl super::compositor::Compositor {
+    fn dress_job(&mut self, msg: Dress) -> Result<Dressed, DressError> {
         let started = Instant::now();
         let _span =
             tracing::info_span!("Compositor", pipeline = "beard", request_id = %msg.request_id)

@@ -80,6 +80,9 @@ struct Counters {
     stale_acks: AtomicU64,
     dead_lettered: AtomicU64,
     connects: AtomicU64,
+    /// Channels opened so far, across restarts of the actor: a channel's
+    /// tags are told apart by it.
+    generations: AtomicU64,
 }
 
 /// Stop taking deliveries (basic.cancel); what was taken but not yet handed
@@ -162,6 +165,22 @@ impl Actor for AmqpConsumer {
             stats: self.stats.clone(),
         };
         ctx.spawn(session.supervise().into_actor(self));
+    }
+}
+
+/// Restarted after a panic: the consuming loop was dropped with the
+/// context, so its channel is closed (the broker delivers its unacked
+/// messages again, flagged redelivered, and acks planned for it are void)
+/// and `started` opens a new one, numbered after it.
+impl Supervised for AmqpConsumer {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        if let Some(old) = self.link.borrow_mut().take() {
+            unacked(&BTreeSet::new());
+            actix_rt::spawn(async move {
+                let _ = old.channel.close(200, "restarting".into()).await;
+                let _ = old.connection.close(200, "restarting".into()).await;
+            });
+        }
     }
 }
 
@@ -373,9 +392,8 @@ impl Session {
         let initial = Duration::from_millis(self.settings.reconnect_initial_ms);
         let max = Duration::from_millis(self.settings.reconnect_max_ms);
         let mut delay = initial;
-        let mut generation = 0u64;
         while !*self.stop.borrow() {
-            generation += 1;
+            let generation = self.stats.generations.fetch_add(1, Ordering::Relaxed) + 1;
             let started = Instant::now();
             let result = self.consume(generation).await;
             // Whatever the channel was, its tags are void now (unless we stop

@@ -211,6 +211,7 @@ impl Message for Delivery {
 }
 
 /// What became of one delivery, for the log.
+#[derive(Clone)]
 pub struct Outcome {
     pub tag: DeliveryTag,
     /// The message id (`TransactionStatus::id`), for the logs.

@@ -111,10 +111,16 @@ impl Actor for NotificationLog {
     }
 }
 
+/// Restarted after a panic keeping its counters and the tags ready to ack:
+/// the commits it awaits run as tasks of their own and ack through them.
+/// An `Outcome` whose handling panicked is sent again by the sender.
+impl Supervised for NotificationLog {}
+
 impl Handler<Outcome> for NotificationLog {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, outcome: Outcome, _: &mut Context<Self>) -> Self::Result {
+        crate::supervise::fault_point("NotificationLog.Outcome");
         let shared = self.shared.clone();
         let writer = self.writer.clone();
         let acks = self.acks.clone();

@@ -119,6 +119,20 @@ impl Actor for ViberSender {
     }
 }
 
+/// Restarted after a panic keeping its client, permits and the rows of the
+/// messages it completed. The sends in flight were dropped with the
+/// context: none is in flight any more (so [`Drain`] does not wait for
+/// them), and their deliveries, never logged, stay unacked until the
+/// consumer's channel closes, then come again.
+impl Supervised for ViberSender {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.inner.in_flight.store(0, Ordering::SeqCst);
+        if let Ok(mut memory) = self.inner.memory.lock() {
+            memory.in_flight.clear();
+        }
+    }
+}
+
 impl Handler<Delivery> for ViberSender {
     type Result = ();
 
@@ -135,9 +149,10 @@ impl Handler<Delivery> for ViberSender {
                 let tag = delivery.tag;
                 let row = inner.process(delivery).await;
                 let outcome = Outcome { tag, id, tx, row };
-                if let Err(error) =
-                    observe::queued("NotificationLog", inner.log.send(outcome)).await
-                {
+                // Sent again if the log panicked with it: never acked
+                // unlogged, never dropped while the log lives.
+                let logged = crate::supervise::resend(&inner.log, outcome);
+                if let Err(error) = observe::queued("NotificationLog", logged).await {
                     // Not acked: the broker delivers it again.
                     warn!(pipeline = "notify", actor = "ViberSender", %error, "log unreachable");
                 }

@@ -47,6 +47,12 @@ impl Actor for Cache {
     }
 }
 
+/// Restarted after a panic keeping every snapshot: each message changes
+/// the map in one step (or not at all), so it is never half-updated, and
+/// forgetting it would make the next poll of every game look like its
+/// first (every outcome "added" again).
+impl Supervised for Cache {}
+
 impl Handler<Swap> for Cache {
     type Result = Result<Option<Snapshot>, StaleSnapshot>;
 

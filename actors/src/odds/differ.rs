@@ -56,6 +56,11 @@ impl Actor for Differ {
     }
 }
 
+/// Restarted after a panic with nothing to reset: the Cache owns the
+/// snapshots, and a snapshot whose handling panicked before its `Swap` is
+/// sent again by its Fetcher.
+impl Supervised for Differ {}
+
 /// Hands changes on: the live stream first (it does not wait), then the
 /// Persister (which may make us wait: back-pressure).
 async fn emit(
@@ -77,6 +82,7 @@ impl Handler<Snapshot> for Differ {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, snapshot: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        crate::supervise::fault_point("Differ.Snapshot");
         let swap = self.swap.clone();
         let persister = self.persister.clone();
         let live = self.live.clone();

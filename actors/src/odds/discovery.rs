@@ -146,8 +146,8 @@ impl Discovery {
                 fetcher.eager()
             } else {
                 fetcher
-            }
-            .start();
+            };
+            let fetcher = crate::supervise::start("Fetcher", |_| fetcher);
             self.games.insert(
                 event.id,
                 Watch::Polling {
@@ -214,6 +214,10 @@ impl Actor for Discovery {
         self.discover(ctx);
     }
 }
+
+/// Restarted after a panic keeping the games it watches (their Fetchers
+/// run on as actors of their own); `started` lists the site again.
+impl Supervised for Discovery {}
 
 impl Handler<GameReport> for Discovery {
     type Result = ();

@@ -158,7 +158,10 @@ impl Fetcher {
                 fetched_at_us,
                 event: Arc::new(event),
             };
-            if let Err(e) = observe::queued("Differ", out.snapshots.send(snapshot)).await {
+            // Sent again if the Differ panicked with it (before its Swap):
+            // the restarted Differ compares it with the Cache.
+            let sent = crate::supervise::resend(&out.snapshots, snapshot);
+            if let Err(e) = observe::queued("Differ", sent).await {
                 return Polled::Failed {
                     error: format!("differ unreachable: {e}"),
                     retry_after: None,
@@ -288,6 +291,15 @@ impl Actor for Fetcher {
             rand::rng().random_range(0..self.settings.interval.as_micros().max(1) as u64)
         };
         ctx.run_later(Duration::from_micros(first), |act, ctx| act.poll(ctx));
+    }
+}
+
+/// Restarted after a panic keeping its sequence number (it must keep
+/// growing) and failure count; the poll in flight is dropped with the
+/// context and the next one starts at once.
+impl Supervised for Fetcher {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.eager = true;
     }
 }
 

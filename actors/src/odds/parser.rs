@@ -31,7 +31,13 @@ impl Actor for Parser {
 impl Handler<RawPage> for Parser {
     type Result = Result<PageContent, ParseError>;
 
-    fn handle(&mut self, page: RawPage, _: &mut SyncContext<Self>) -> Self::Result {
+    fn handle(&mut self, page: RawPage, ctx: &mut SyncContext<Self>) -> Self::Result {
+        crate::supervise::sync("Parser", ctx, ParseError::Panicked, || self.parse(page))
+    }
+}
+
+impl Parser {
+    fn parse(&mut self, page: RawPage) -> Result<PageContent, ParseError> {
         let _span = info_span!("Parser", pipeline = "odds", site = %page.game.site, game = %page.game.event, seq = page.seq).entered();
         let _handled = observe::handling("Parser");
         let result = {

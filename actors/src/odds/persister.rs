@@ -199,6 +199,14 @@ impl Actor for Persister {
     }
 }
 
+/// Restarted after a panic keeping the events it knows; an upsert that was
+/// in flight is dropped with the context, so the next tick may start one.
+impl Supervised for Persister {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.upserting = false;
+    }
+}
+
 impl Handler<Changes> for Persister {
     type Result = ResponseFuture<()>;
 

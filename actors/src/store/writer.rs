@@ -269,6 +269,17 @@ impl<R: BatchRow> Actor for BatchWriter<R> {
     }
 }
 
+/// Restarted after a panic keeping the rows that wait and their receipts;
+/// commits in flight run as tasks of their own and resolve theirs. The
+/// flush timer was dropped with the context, so what waits is flushed now.
+impl<R: BatchRow> Supervised for BatchWriter<R> {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        if !self.rows.is_empty() {
+            self.flush(ctx, FlushTrigger::Timeout);
+        }
+    }
+}
+
 impl<R: BatchRow> Handler<Insert<R>> for BatchWriter<R> {
     type Result = MessageResult<Insert<R>>;
 

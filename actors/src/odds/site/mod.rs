@@ -32,6 +32,10 @@ pub enum ParseError {
     Missing(&'static str),
     #[error("bad {what}: {value:?}")]
     Bad { what: &'static str, value: String },
+    /// Parsing panicked (a bug, logged with the reason); the worker was
+    /// replaced and the next poll is read by a fresh one.
+    #[error("the parser panicked: {0}")]
+    Panicked(String),
 }
 
 /// A kind of bookmaker site. Building requests is cheap; parsing is pure
