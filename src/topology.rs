@@ -5,12 +5,19 @@
 //! actors (writers before the stages feeding them), registers what the HTTP
 //! layer needs, and pushes its stop stages: intake first, then drain, then
 //! flush writers.
-
-use std::time::Duration;
+//!
+//! Every long-lived actor is started under supervision
+//! ([`tasklet_actors::supervise`]): after a panic it is restarted in place,
+//! keeping its address, after a capped exponential backoff, with the
+//! reason logged and `tasklet_actor_restarts_total{actor}` counted; a
+//! `SyncArbiter` worker that panics answers its job with an error and is
+//! replaced. Network actors also retry on their own: each odds Fetcher
+//! backs off per game, and the AMQP consumer reconnects with capped
+//! backoff whenever the broker connection is lost.
 
 use futures_util::future::LocalBoxFuture;
 use tasklet_actors::store::Store;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::{Config, Secrets};
 use crate::pipelines;
@@ -116,45 +123,14 @@ impl Topology {
     }
 }
 
-/// Restarts `make` whenever the future it returns ends with an error, with
-/// capped exponential backoff; logs why. Used for actors that talk to the
-/// network. Stops when `make` returns `Ok`.
-pub async fn supervise<F, Fut>(name: &'static str, initial: Duration, max: Duration, mut make: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let mut delay = initial;
-    let mut attempt = 0u32;
-    loop {
-        let started = std::time::Instant::now();
-        match make().await {
-            Ok(()) => return,
-            Err(error) => {
-                attempt += 1;
-                if started.elapsed() > max * 4 {
-                    // It ran fine for a good while: start the backoff over.
-                    delay = initial;
-                }
-                warn!(actor = name, attempt, restart_in_ms = delay.as_millis() as u64, error = %format!("{error:#}"), "stopped with an error, restarting");
-                tasklet_actors::observe::restarted(name);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(max);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
-    use std::rc::Rc;
 
     #[actix_rt::test]
     async fn stop_stages_run_in_order() {
         let mut t = Topology::empty();
-        let log = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         for name in ["intake", "drain", "flush"] {
             let log = log.clone();
             t.on_stop(name, move || {
@@ -165,31 +141,5 @@ mod tests {
         }
         t.shutdown().await;
         assert_eq!(*log.borrow(), vec!["intake", "drain", "flush"]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn supervise_restarts_with_capped_backoff_until_ok() {
-        let runs = Rc::new(Cell::new(0));
-        let started = tokio::time::Instant::now();
-        let r = runs.clone();
-        supervise(
-            "test",
-            Duration::from_millis(100),
-            Duration::from_millis(400),
-            move || {
-                let r = r.clone();
-                async move {
-                    r.set(r.get() + 1);
-                    if r.get() < 5 {
-                        anyhow::bail!("boom {}", r.get())
-                    }
-                    Ok(())
-                }
-            },
-        )
-        .await;
-        assert_eq!(runs.get(), 5);
-        // 100 + 200 + 400 + 400 (capped)
-        assert_eq!(started.elapsed(), Duration::from_millis(1100));
     }
 }

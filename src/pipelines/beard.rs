@@ -16,6 +16,7 @@ use tasklet_actors::compose::dress::Dress;
 use tasklet_actors::compose::face::FaceFinder;
 use tasklet_actors::compose::{Compositor, Marks};
 use tasklet_actors::store::Store;
+use tasklet_actors::supervise;
 use tokio::sync::Semaphore;
 use tracing::info;
 
@@ -72,9 +73,9 @@ pub async fn start(
             SyncArbiter::start(threads, move || Compositor::new(Arc::clone(&no_marks))).recipient()
         }
     };
-    let catalog = BeardCatalog::new(settings.clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .start();
+    let catalog = BeardCatalog::new(settings.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Restarted in place after a panic; a compositor worker is replaced.
+    let catalog = supervise::start("BeardCatalog", |_| catalog);
     info!(pipeline = "beard", catalog = %settings.catalog_url, models = %models.display(), "beard pipeline started");
     let permits = Arc::new(Semaphore::new(settings.max_in_flight));
     let intake = permits.clone();

@@ -4,7 +4,9 @@
 //! Sink first: the batching writer, then the notification log, then the
 //! Viber sender pool, then the AMQP consumer. The consumer and the senders
 //! share an arbiter of their own (the latency path); the log and the writer
-//! run on the system arbiter. On
+//! run on the system arbiter. Each is restarted in place after a panic
+//! ([`tasklet_actors::supervise`]); the consumer also reconnects on its own
+//! whenever the broker connection is lost. On
 //! stop: intake (cancel the consumer), drain (wait for every send in
 //! flight), flush (commit the log, write the last acks, close the channel).
 
@@ -16,6 +18,7 @@ use tasklet_actors::notify::{
 };
 use tasklet_actors::store::models::NewNotification;
 use tasklet_actors::store::{BatchWriter, Store, WriterSettings};
+use tasklet_actors::supervise;
 
 use crate::config::{Config, Secrets};
 use crate::topology::Topology;
@@ -69,8 +72,9 @@ pub async fn start(
         .clone()
         .context("notify.enabled needs VIBER_AUTH_TOKEN in the environment")?;
 
-    let writer =
-        BatchWriter::<NewNotification>::new(store.clone(), log_writer_settings(config)).start();
+    // Every actor is restarted in place after a panic (`supervise`).
+    let writer = BatchWriter::<NewNotification>::new(store.clone(), log_writer_settings(config));
+    let writer = supervise::start("BatchWriter", |_| writer);
 
     // The consumer is created first (not started) so that the log can be
     // given its address; it starts last, on an arbiter of its own, once
@@ -83,8 +87,8 @@ pub async fn start(
         writer.clone().recipient(),
         writer.clone().recipient(),
         consumer_addr.clone().recipient(),
-    )
-    .start();
+    );
+    let log = supervise::start("NotificationLog", |_| log);
     // The senders share the consumer's arbiter: the hot path (delivery →
     // HTTP request) then stays on one thread, with no cross-thread wake-up.
     let sender = ViberSender::new(
@@ -94,12 +98,14 @@ pub async fn start(
         store.clone(),
         log.clone().recipient(),
     )?;
-    let sender = ViberSender::start_in_arbiter(&consumer_arbiter.handle(), move |_| sender);
+    let sender =
+        supervise::start_in_arbiter(&consumer_arbiter.handle(), "ViberSender", move |_| sender);
 
     let (consumer_settings, deliveries) = (settings.clone(), sender.clone().recipient());
     consumer_arbiter.spawn(async move {
         let ctx = Context::with_receiver(consumer_rx);
-        let _ = ctx.run(AmqpConsumer::new(consumer_settings, deliveries));
+        let consumer = AmqpConsumer::new(consumer_settings, deliveries);
+        supervise::run("AmqpConsumer", ctx, consumer);
     });
 
     let c = consumer_addr.clone();

@@ -2,7 +2,9 @@
 //! stop, and what the HTTP layer gets to reach them.
 //!
 //! Sink first: `BatchWriter<NewOddsChange>` → Persister → Cache → Differ →
-//! Parser pool → one Discovery per site (which starts the Fetchers). Stop:
+//! Parser pool → one Discovery per site (which starts the Fetchers). Each
+//! actor is restarted in place after a panic, Fetchers included
+//! ([`tasklet_actors::supervise`]); a Parser worker is replaced. Stop:
 //! intake (Discovery stops every Fetcher once its poll in flight has
 //! ended, so every snapshot taken has reached the Persister), then flush
 //! (the Persister upserts the events and flushes the writer).
@@ -19,6 +21,7 @@ use tasklet_actors::odds::{
 };
 use tasklet_actors::store::models::NewOddsChange;
 use tasklet_actors::store::{BatchWriter, Store};
+use tasklet_actors::supervise;
 use tokio::sync::{broadcast, watch};
 use tracing::info;
 
@@ -50,16 +53,18 @@ pub async fn start(
     let mut writer_settings = config.database.writer();
     writer_settings.batch_size = s.persist_batch_size;
     writer_settings.flush_interval_ms = s.persist_flush_interval_ms;
-    let writer = BatchWriter::<NewOddsChange>::new(store.clone(), writer_settings).start();
+    // Every actor is restarted in place after a panic (`supervise`).
+    let writer = BatchWriter::<NewOddsChange>::new(store.clone(), writer_settings);
+    let writer = supervise::start("BatchWriter", |_| writer);
     let persister = Persister::new(
         writer.clone().recipient(),
         writer.recipient(),
         store.clone(),
         Duration::from_millis(s.persist_flush_interval_ms),
         s.mailbox,
-    )
-    .start();
-    let cache = Cache::new(s.mailbox).start();
+    );
+    let persister = supervise::start("Persister", |_| persister);
+    let cache = supervise::start("Cache", |_| Cache::new(s.mailbox));
     let (live, _) = broadcast::channel(s.stream_buffer);
     let differ = Differ::new(
         cache.clone().recipient(),
@@ -67,8 +72,8 @@ pub async fn start(
         persister.clone().recipient(),
         live.clone(),
         s.mailbox,
-    )
-    .start();
+    );
+    let differ = supervise::start("Differ", |_| differ);
     let snippet_bytes = s.snippet_bytes;
     let threads = config.pools.parser_threads();
     let parser = SyncArbiter::start(threads, move || Parser::new(snippet_bytes));
@@ -96,7 +101,7 @@ pub async fn start(
         let vanished = differ.clone().recipient();
         let fetcher_settings = fetcher_settings.clone();
         let interval = s.discovery_interval();
-        discoveries.push(Discovery::create(move |ctx| {
+        discoveries.push(supervise::start("Discovery", move |ctx| {
             let outputs = FetcherOutputs {
                 parser,
                 snapshots,
